@@ -1,0 +1,14 @@
+//! Names, identities and the one access rule of nap.
+//!
+//! **Architecture Invariant:** this crate does no IO. It decides what is a
+//! valid app name, user name or public key, and who may act on which app;
+//! the daemon, the SSH front door and the web API all ask it, so the rules
+//! live in exactly one place.
+
+mod access;
+mod keys;
+mod names;
+
+pub use access::{AccessError, Action, Caller, check_access};
+pub use keys::{KeyError, ParsedKey, from_public_key, parse_public_key};
+pub use names::{AppName, NameError, UserName};

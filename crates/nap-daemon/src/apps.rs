@@ -1,0 +1,182 @@
+//! Apps: their records, creation on first push, and the access check in front
+//! of every use.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nap_core::{AccessError, Action, AppName, Caller, NameError, check_access};
+use nap_store::{AppRecord, DataDir, StoreError};
+use tokio::sync::Mutex;
+
+/// The hook git runs before accepting a push; see `hooks/pre-receive`.
+const PRE_RECEIVE: &str = include_str!("../../../hooks/pre-receive");
+
+/// An app could not be found, created or used.
+#[derive(Debug, thiserror::Error)]
+pub enum AppsError {
+    /// Bad name; nothing was touched.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Refused by the access rule.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The data directory failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The repository could not be created.
+    #[error("cannot create the repository of {app}: {message}")]
+    Repo {
+        /// The app.
+        app: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+pub struct Apps {
+    data: DataDir,
+    /// Creating an app is rare; one lock keeps two first pushes to one
+    /// name from both creating it.
+    create: Mutex<()>,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Apps {
+    pub fn new(data: DataDir) -> Apps {
+        Apps {
+            data,
+            create: Mutex::new(()),
+        }
+    }
+
+    pub fn record(&self, app: &AppName) -> Result<Option<AppRecord>, StoreError> {
+        nap_store::read_json(&self.data.app_record(app.as_str()))
+    }
+
+    pub fn save(&self, app: &AppName, record: &AppRecord) -> Result<(), StoreError> {
+        nap_store::write_json(&self.data.app_record(app.as_str()), record)
+    }
+
+    /// Checks the name, then the access rule: the one gate in front of every
+    /// app operation, whatever door the request came through.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: Action,
+    ) -> Result<(AppName, Option<AppRecord>), AppsError> {
+        let app = AppName::parse(name)?;
+        let record = self.record(&app)?;
+        check_access(
+            caller,
+            &app,
+            record.as_ref().map(|r| r.owner.as_str()),
+            action,
+        )?;
+        Ok((app, record))
+    }
+
+    /// Like [`Apps::authorize`] for an app that must exist.
+    pub fn existing(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: Action,
+    ) -> Result<(AppName, AppRecord), AppsError> {
+        let (app, record) = self.authorize(caller, name, action)?;
+        match record {
+            Some(record) => Ok((app, record)),
+            None => Err(AccessError::NoSuchApp(app.to_string()).into()),
+        }
+    }
+
+    /// Returns the app's record, creating the app (repository with its hook,
+    /// then the record) owned by `caller` if it does not exist yet.
+    pub async fn create_or_get(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(AppName, AppRecord), AppsError> {
+        let _guard = self.create.lock().await;
+        let (app, record) = self.authorize(caller, name, Action::CreateOrWrite)?;
+        if let Some(record) = record {
+            return Ok((app, record));
+        }
+        let repo = self.data.repo(app.as_str());
+        let staging = self.data.repos().join(format!(".{app}.git.creating"));
+        let repo_error = |message: String| AppsError::Repo {
+            app: app.to_string(),
+            message,
+        };
+        // Leftovers of a crash half-way through an earlier creation.
+        for stale in [&staging, &repo] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(|e| repo_error(e.to_string()))?;
+            }
+        }
+        let created = (|| {
+            nap_git::init_bare(&staging).map_err(|e| repo_error(e.to_string()))?;
+            let hooks = staging.join("hooks");
+            nap_store::create_dir(&hooks)?;
+            nap_store::atomic_write(&hooks.join("pre-receive"), PRE_RECEIVE.as_bytes(), 0o755)?;
+            std::fs::rename(&staging, &repo).map_err(|e| repo_error(e.to_string()))?;
+            nap_store::create_dir(&self.data.app(app.as_str()))?;
+            let record = AppRecord {
+                owner: caller.user.clone(),
+                created: now(),
+                ..AppRecord::default()
+            };
+            self.save(&app, &record)?;
+            Ok::<_, AppsError>(record)
+        })();
+        match created {
+            Ok(record) => {
+                tracing::info!(app = %app, owner = %caller.user, "app created");
+                Ok((app, record))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                let _ = std::fs::remove_dir_all(&repo);
+                let _ = std::fs::remove_dir_all(self.data.app(app.as_str()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Every app `caller` may see, by name.
+    pub fn visible(&self, caller: &Caller) -> Result<Vec<(AppName, AppRecord)>, AppsError> {
+        let mut apps = Vec::new();
+        let entries = match std::fs::read_dir(self.data.apps()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(apps),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.data.apps(),
+                    source,
+                }
+                .into());
+            }
+        };
+        for entry in entries.flatten() {
+            let Some(app) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| AppName::parse(n).ok())
+            else {
+                continue;
+            };
+            if let Some(record) = self.record(&app)?
+                && check_access(caller, &app, Some(&record.owner), Action::Read).is_ok()
+            {
+                apps.push((app, record));
+            }
+        }
+        apps.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(apps)
+    }
+}

@@ -1,0 +1,174 @@
+//! The long-running daemon behind `nap serve`.
+//!
+//! One process owns all state. The SSH front door, the local CLI (over the
+//! control socket) and git's pre-receive hook (also over the control socket)
+//! are thin clients: they hand requests to [`Daemon`], which decides.
+
+mod apps;
+mod commands;
+pub mod control;
+mod gate;
+mod git_exec;
+pub mod hook;
+mod output;
+mod users;
+
+pub use apps::AppsError;
+pub use control::{Request, call};
+pub use output::Out;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nap_store::DataDir;
+use tokio::net::TcpListener;
+use tracing::info;
+
+/// Everything the daemon needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data directory.
+    pub data: PathBuf,
+    /// Where the SSH front door listens.
+    pub ssh: SocketAddr,
+    /// The SSH login name.
+    pub git_user: String,
+    /// Branches whose pushes deploy.
+    pub deploy_branches: Vec<String>,
+    /// The nap binary, which git runs as the pre-receive hook.
+    pub nap_bin: PathBuf,
+    /// The `git` program.
+    pub git: PathBuf,
+    /// Caps of the SSH front door.
+    pub max_connections: usize,
+    /// Time a client has to authenticate.
+    pub auth_timeout: Duration,
+}
+
+/// Something stopped the daemon from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be prepared.
+    #[error(transparent)]
+    Store(#[from] nap_store::StoreError),
+    /// The host key could not be loaded or made.
+    #[error(transparent)]
+    HostKey(#[from] nap_ssh::HostKeyError),
+    /// A listener could not be opened.
+    #[error("cannot listen on {what} {address}: {source}")]
+    Listen {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        address: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Another daemon runs on this data directory.
+    #[error("another nap daemon already serves {0} (its control socket answers)")]
+    AlreadyRunning(PathBuf),
+    /// The users file could not be read.
+    #[error(transparent)]
+    Users(#[from] users::UsersError),
+}
+
+/// The addresses a running daemon actually listens on (ports may have been 0).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The SSH front door.
+    pub ssh: SocketAddr,
+}
+
+/// The daemon's shared state.
+pub struct Daemon {
+    settings: Settings,
+    data: DataDir,
+    users: users::UserBook,
+    apps: apps::Apps,
+    pushes: hook::Pushes,
+}
+
+impl Daemon {
+    fn new(settings: Settings) -> Result<Daemon, ServeError> {
+        let data = DataDir::new(&settings.data).map_err(|source| nap_store::StoreError::Io {
+            path: settings.data.clone(),
+            source,
+        })?;
+        for dir in [
+            data.root().to_owned(),
+            data.repos(),
+            data.apps(),
+            data.logs(),
+            data.run(),
+        ] {
+            nap_store::create_dir(&dir)?;
+        }
+        let users = users::UserBook::load(data.users_file())?;
+        Ok(Daemon {
+            apps: apps::Apps::new(data.clone()),
+            users,
+            pushes: hook::Pushes::default(),
+            data,
+            settings,
+        })
+    }
+}
+
+/// Runs the daemon until `shutdown` completes. `ready` learns the bound
+/// addresses once every listener is open.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    ready: impl FnOnce(&Bound),
+) -> Result<(), ServeError> {
+    let daemon = Arc::new(Daemon::new(settings)?);
+    let host_key = nap_ssh::load_or_create_host_key(&daemon.data.host_key())?;
+    let control = control::bind(&daemon.data.socket()).await?;
+    let ssh_listener = TcpListener::bind(daemon.settings.ssh)
+        .await
+        .map_err(|source| ServeError::Listen {
+            what: "ssh",
+            address: daemon.settings.ssh.to_string(),
+            source,
+        })?;
+    let bound = Bound {
+        ssh: ssh_listener
+            .local_addr()
+            .map_err(|source| ServeError::Listen {
+                what: "ssh",
+                address: daemon.settings.ssh.to_string(),
+                source,
+            })?,
+    };
+    info!(ssh = %bound.ssh, data = %daemon.data.root().display(), "nap is serving");
+    ready(&bound);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let options = nap_ssh::Options {
+        git_user: daemon.settings.git_user.clone(),
+        max_connections: daemon.settings.max_connections,
+        auth_timeout: daemon.settings.auth_timeout,
+        ..nap_ssh::Options::default()
+    };
+    let gate: Arc<dyn nap_ssh::Gate> = Arc::new(gate::SshGate(daemon.clone()));
+    let ssh = tokio::spawn(nap_ssh::serve(
+        ssh_listener,
+        host_key,
+        options,
+        gate,
+        stopped(stop_rx.clone()),
+    ));
+    let control_task = tokio::spawn(control::serve(control, daemon.clone(), stopped(stop_rx)));
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = ssh.await;
+    let _ = control_task.await;
+    let _ = std::fs::remove_file(daemon.data.socket());
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Writing command output: stdout and stderr of one request.
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// The two output streams of a command. Write errors are ignored: they mean
+/// the client went away, and the command is cancelled by its caller then.
+pub struct Out<'a> {
+    stdout: Box<dyn AsyncWrite + Send + Unpin + 'a>,
+    stderr: Box<dyn AsyncWrite + Send + Unpin + 'a>,
+}
+
+impl<'a> Out<'a> {
+    /// Wraps two streams.
+    pub fn new(
+        stdout: Box<dyn AsyncWrite + Send + Unpin + 'a>,
+        stderr: Box<dyn AsyncWrite + Send + Unpin + 'a>,
+    ) -> Out<'a> {
+        Out { stdout, stderr }
+    }
+
+    /// Writes `text` and a newline to stdout.
+    pub async fn line(&mut self, text: &str) {
+        let _ = self.stdout.write_all(format!("{text}\n").as_bytes()).await;
+        let _ = self.stdout.flush().await;
+    }
+
+    /// Writes `text` and a newline to stderr.
+    pub async fn err(&mut self, text: &str) {
+        let _ = self.stderr.write_all(format!("{text}\n").as_bytes()).await;
+        let _ = self.stderr.flush().await;
+    }
+
+    /// Flushes both streams.
+    pub async fn flush(&mut self) {
+        let _ = self.stdout.flush().await;
+        let _ = self.stderr.flush().await;
+    }
+
+    /// The raw streams, for bridging a child process.
+    pub fn streams(
+        &mut self,
+    ) -> (
+        &mut (dyn AsyncWrite + Send + Unpin + 'a),
+        &mut (dyn AsyncWrite + Send + Unpin + 'a),
+    ) {
+        (&mut *self.stdout, &mut *self.stderr)
+    }
+}

@@ -1,0 +1,29 @@
+//! Everything nap does with git repositories, through gitoxide.
+//!
+//! **Architecture Invariant:** this is the only crate in the workspace that knows `gix`.
+//! Its API speaks in paths, strings and plain structs, so no other crate has to follow
+//! gitoxide's fast-moving types.
+//!
+//! What it does:
+//! - [`init_bare`] creates the bare repository an app's pushes go to.
+//! - [`open`] opens one, optionally with the push quarantine that `git receive-pack`
+//!   hands its `pre-receive` hook (see [`Quarantine`]): the pushed objects live only in a
+//!   temporary object directory until the hook accepts the push.
+//! - [`Repo::resolve_commit`], [`Repo::read_file`] and [`Repo::checkout`] read the pushed
+//!   commit, its `profile`, and write its tree out as a release directory.
+//!
+//! `git receive-pack` and `git upload-pack` themselves come from the system git:
+//! gitoxide has no server side.
+
+mod checkout;
+mod init;
+mod objects;
+mod open;
+mod read_file;
+mod resolve;
+
+pub use checkout::{CheckoutError, CheckoutOptions, CheckoutStats};
+pub use init::{InitError, init_bare};
+pub use open::{OpenError, Quarantine, Repo, open};
+pub use read_file::ReadFileError;
+pub use resolve::{CommitInfo, ResolveError};

@@ -1,0 +1,117 @@
+//! `nap serve` settings: embedded defaults, then the YAML config file, then
+//! flags (flags win). Every flag has a key of the same name in the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The config file; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub ssh: Option<SocketAddr>,
+    pub git_user: Option<String>,
+    pub deploy_branches: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub auth_timeout_secs: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })
+    }
+}
+
+/// Flags of `nap serve` that override the file.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeFlags {
+    /// SSH front door address.
+    #[arg(long, value_name = "ADDR")]
+    pub ssh: Option<SocketAddr>,
+    /// YAML config file; every flag has a key; flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The SSH login name of git remotes.
+    #[arg(long, value_name = "NAME")]
+    pub git_user: Option<String>,
+    /// Branch whose pushes deploy (repeatable); default master and main.
+    #[arg(long = "deploy-branch", value_name = "BRANCH")]
+    pub deploy_branches: Vec<String>,
+    /// Most SSH connections at once.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+}
+
+pub fn settings(
+    data_flag: Option<PathBuf>,
+    flags: ServeFlags,
+) -> anyhow::Result<nap_daemon::Settings> {
+    let file = match &flags.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let data = data_flag
+        .or(file.data)
+        .or_else(|| std::env::var_os("NAP_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("nap-data"));
+    let git_user = flags
+        .git_user
+        .or(file.git_user)
+        .unwrap_or_else(|| "iwanna".into());
+    if git_user.is_empty()
+        || !git_user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!(
+            "git_user '{}': expected letters, digits, '-' or '_'",
+            git_user.escape_debug()
+        );
+    }
+    let deploy_branches = if flags.deploy_branches.is_empty() {
+        file.deploy_branches
+            .unwrap_or_else(|| vec!["master".into(), "main".into()])
+    } else {
+        flags.deploy_branches
+    };
+    if deploy_branches.is_empty() {
+        bail!("deploy_branches: expected at least one branch");
+    }
+    for branch in &deploy_branches {
+        if branch.is_empty() || branch.contains(['/', ' ', '~', '^', ':', '\\']) {
+            bail!(
+                "deploy branch '{}': expected a plain branch name like master",
+                branch.escape_debug()
+            );
+        }
+    }
+    let nap_bin = std::env::current_exe().context("cannot find the nap binary itself")?;
+    Ok(nap_daemon::Settings {
+        data,
+        ssh: flags
+            .ssh
+            .or(file.ssh)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2222))),
+        git_user,
+        deploy_branches,
+        nap_bin,
+        git: PathBuf::from("git"),
+        max_connections: flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(256),
+        auth_timeout: Duration::from_secs(file.auth_timeout_secs.unwrap_or(30)),
+    })
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up and runs nap: makes sure the system git is there (nap serves
+# pushes with git's own receive-pack), builds the release binary, and starts
+# `nap serve` with the arguments given (embedded defaults otherwise).
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v git >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends git
+    else
+        echo "run.sh: nap needs git; install it (sudo apt-get install git) and run again" >&2
+        exit 1
+    fi
+fi
+cargo build --release -p nap
+exec target/release/nap serve "$@"

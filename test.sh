@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check and test of nap: formatting, clippy, and the whole test
+# suite (unit tests and the end-to-end tests with real git, ssh and
+# processes). Installs what the tests need first, so it works on a fresh
+# Debian 12 machine with the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v git >/dev/null || need+=(git)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${need[@]}"
+    else
+        echo "test.sh: missing ${need[*]}; install them (sudo apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

@@ -1,0 +1,360 @@
+//! A daemon in a temp dir, users with real keys, and helpers to run `ssh`
+//! and `git` against it. Everything a test starts is stopped on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The nap binary under test.
+pub fn nap_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nap")
+}
+
+/// Runs a command and returns its output; panics if it cannot start.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+/// Text of stdout and stderr, for assertions and failure messages.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A running `nap serve` with its own data directory.
+pub struct Nap {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub ssh_port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Nap {
+    pub fn start() -> Nap {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut nap = Nap {
+            data,
+            ssh_port: 0,
+            child: None,
+            log: dir.path().join("serve.log"),
+            dir,
+        };
+        nap.spawn(0);
+        nap
+    }
+
+    /// Starts the daemon; waits for the line that says it listens (a
+    /// signal, not a sleep).
+    fn spawn(&mut self, port: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let mut child = Command::new(nap_bin())
+            .args(["serve", "--data"])
+            .arg(&self.data)
+            .args(["--ssh", &format!("127.0.0.1:{port}")])
+            .env("NAP_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start nap serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read nap's first line");
+        let address = line
+            .trim()
+            .strip_prefix("nap: ssh listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", self.log_text()));
+        self.ssh_port = address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the daemon (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let status = child.wait().expect("wait for nap");
+            assert!(
+                status.success(),
+                "nap serve exited with {status}; log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// Stops and starts the daemon on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.ssh_port;
+        self.spawn(port);
+    }
+
+    /// `nap ARGS` as the local operator.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new(nap_bin())
+            .arg("--data")
+            .arg(&self.data)
+            .args(args))
+    }
+
+    /// `nap ARGS` with `input` on stdin.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(nap_bin())
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nap");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("nap output")
+    }
+
+    /// Makes a key of `kind` (ed25519, ecdsa, rsa) and registers it for `name`.
+    pub fn user(&self, name: &str, kind: &str, admin: bool) -> User {
+        let user = User::new(self, name, kind);
+        let mut args = vec!["keys", "add", name];
+        if admin {
+            args.push("--admin");
+        }
+        let key = user.public_key_path();
+        let key = key.to_str().expect("utf-8 path");
+        args.push(key);
+        let output = self.cli(&args);
+        assert!(
+            output.status.success(),
+            "keys add failed: {:?}",
+            text(&output)
+        );
+        user
+    }
+
+    /// A user whose key is not registered.
+    pub fn stranger(&self, name: &str) -> User {
+        User::new(self, name, "ed25519")
+    }
+
+    /// Every file and directory below the data directory, except the
+    /// socket, host key and logs that exist from the start.
+    pub fn tree(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    out.push(
+                        path.strip_prefix(base)
+                            .expect("below")
+                            .display()
+                            .to_string(),
+                    );
+                    if path.is_dir() {
+                        walk(&path, base, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data, &self.data, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Nap {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Someone with an SSH key, talking to one daemon.
+pub struct User {
+    pub name: String,
+    key: PathBuf,
+    known_hosts: PathBuf,
+    port: u16,
+    pub home: PathBuf,
+}
+
+impl User {
+    fn new(nap: &Nap, name: &str, kind: &str) -> User {
+        let home = nap.dir.path().join(format!("home-{name}"));
+        std::fs::create_dir_all(&home).expect("home");
+        let key = home.join("id");
+        let mut keygen = Command::new("ssh-keygen");
+        keygen
+            .args([
+                "-q",
+                "-N",
+                "",
+                "-C",
+                &format!("{name}@test"),
+                "-t",
+                kind,
+                "-f",
+            ])
+            .arg(&key);
+        if kind == "rsa" {
+            keygen.args(["-b", "3072"]);
+        }
+        let output = run(&mut keygen);
+        assert!(output.status.success(), "ssh-keygen: {:?}", text(&output));
+        User {
+            name: name.into(),
+            key,
+            known_hosts: home.join("known_hosts"),
+            port: nap.ssh_port,
+            home,
+        }
+    }
+
+    pub fn public_key_path(&self) -> PathBuf {
+        self.key.with_extension("pub")
+    }
+
+    pub fn public_key(&self) -> String {
+        std::fs::read_to_string(self.public_key_path()).expect("public key")
+    }
+
+    /// The ssh options every call uses: this key only, no agent, no config.
+    pub fn ssh_options(&self, strict: &str) -> Vec<String> {
+        vec![
+            "-F".into(),
+            "/dev/null".into(),
+            "-i".into(),
+            self.key.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "IdentityAgent=none".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            format!("StrictHostKeyChecking={strict}"),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+            "-p".into(),
+            self.port.to_string(),
+        ]
+    }
+
+    /// `ssh iwanna@127.0.0.1 ARGS`.
+    pub fn ssh(&self, args: &[&str]) -> Output {
+        self.ssh_as("iwanna", args)
+    }
+
+    pub fn ssh_as(&self, login: &str, args: &[&str]) -> Output {
+        run(Command::new("ssh")
+            .args(self.ssh_options("accept-new"))
+            .arg(format!("{login}@127.0.0.1"))
+            .args(args)
+            .stdin(Stdio::null()))
+    }
+
+    /// `ssh ... ARGS` with `input` on stdin.
+    pub fn ssh_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("ssh")
+            .args(self.ssh_options("accept-new"))
+            .arg("iwanna@127.0.0.1")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("ssh output")
+    }
+
+    /// The remote URL of `app`.
+    pub fn remote(&self, app: &str) -> String {
+        format!("ssh://iwanna@127.0.0.1:{}/{app}", self.port)
+    }
+
+    /// `git ARGS` in `dir`, speaking ssh with this user's key.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        let ssh = format!("ssh {}", self.ssh_options("accept-new").join(" "));
+        run(Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_SSH_COMMAND", ssh)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &self.home)
+            .env("GIT_AUTHOR_NAME", &self.name)
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", &self.name)
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid"))
+    }
+
+    /// A fresh work tree with `files` committed on master.
+    pub fn repo(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.home.join(name);
+        std::fs::create_dir_all(&dir).expect("repo dir");
+        assert!(
+            self.git(&dir, &["init", "-q", "-b", "master"])
+                .status
+                .success()
+        );
+        self.commit(&dir, files, "first");
+        dir
+    }
+
+    /// Writes `files` and commits them.
+    pub fn commit(&self, dir: &Path, files: &[(&str, &str)], message: &str) {
+        for (path, content) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+            std::fs::write(path, content).expect("write");
+        }
+        assert!(self.git(dir, &["add", "-A"]).status.success());
+        let output = self.git(dir, &["commit", "-q", "--allow-empty", "-m", message]);
+        assert!(output.status.success(), "commit: {:?}", text(&output));
+    }
+
+    /// `git push REMOTE(app) master`.
+    pub fn push(&self, dir: &Path, app: &str) -> Output {
+        self.git(dir, &["push", &self.remote(app), "master"])
+    }
+}

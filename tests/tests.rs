@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `nap` binary, real `git`, the real OpenSSH
+//! client and `ssh-keygen`, sockets on 127.0.0.1. One module per area.
+
+mod harness;
+
+mod ssh_front_door;

@@ -34,6 +34,7 @@ pub struct Nap {
     pub ssh_port: u16,
     child: Option<Child>,
     log: PathBuf,
+    ports: String,
 }
 
 impl Nap {
@@ -45,6 +46,7 @@ impl Nap {
             ssh_port: 0,
             child: None,
             log: dir.path().join("serve.log"),
+            ports: String::new(),
             dir,
         };
         nap.spawn(0);
@@ -54,6 +56,14 @@ impl Nap {
     /// Starts the daemon; waits for the line that says it listens (a
     /// signal, not a sleep).
     fn spawn(&mut self, port: u16) {
+        // Each daemon of this test run gets its own instance ports, so that
+        // tests running side by side never answer for each other.
+        static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        if self.ports.is_empty() {
+            let n = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let first = 21000 + (n % 400) * 100;
+            self.ports = format!("{first}-{}", first + 99);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,6 +73,7 @@ impl Nap {
             .args(["serve", "--data"])
             .arg(&self.data)
             .args(["--ssh", &format!("127.0.0.1:{port}")])
+            .args(["--ports", &self.ports])
             .env("NAP_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -356,5 +367,93 @@ impl User {
     /// `git push REMOTE(app) master`.
     pub fn push(&self, dir: &Path, app: &str) -> Output {
         self.git(dir, &["push", &self.remote(app), "master"])
+    }
+}
+
+/// The fixture HTTP app's source.
+pub const SERVER_PY: &str = include_str!("fixtures/server.py");
+
+/// A profile running the fixture app.
+pub fn server_profile(extra: &str) -> String {
+    format!("command: python3 server.py\n{extra}")
+}
+
+/// `GET path` on 127.0.0.1:port; the body, or `None` if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+/// The ports a push or command announced: `APP@I up on port N` lines.
+pub fn announced_ports(output: &str) -> Vec<(u32, u16)> {
+    let mut ports: Vec<(u32, u16)> = output
+        .lines()
+        .filter_map(|line| {
+            let (instance, port) = line.split_once(" up on port ")?;
+            let index = instance.rsplit('@').next()?.parse().ok()?;
+            Some((index, port.trim().parse().ok()?))
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// One instance as `ps --json` reports it.
+#[derive(Debug, serde::Deserialize)]
+pub struct Instance {
+    pub instance: String,
+    pub release: String,
+    pub state: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub memory_limit: Option<u64>,
+    pub limit_enforced: bool,
+}
+
+impl Nap {
+    /// `nap ps APP --json`.
+    pub fn ps(&self, app: &str) -> Vec<Instance> {
+        let output = self.cli(&["ps", app, "--json"]);
+        assert!(output.status.success(), "ps: {:?}", text(&output));
+        serde_json::from_slice(&output.stdout).expect("ps --json")
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, leaving its children.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after [`Nap::crash`] or [`Nap::stop`].
+    pub fn start_again(&mut self) {
+        let port = self.ssh_port;
+        self.spawn(port);
+    }
+}
+
+impl User {
+    /// A work tree with the fixture app and `profile`.
+    pub fn app_repo(&self, name: &str, profile: &str) -> PathBuf {
+        self.repo(name, &[("server.py", SERVER_PY), ("profile", profile)])
+    }
+
+    /// Pushes and asserts success; returns the push's stderr (the deploy output).
+    pub fn deploy(&self, dir: &Path, app: &str) -> String {
+        let output = self.push(dir, app);
+        let (_, stderr) = text(&output);
+        assert!(output.status.success(), "push of {app} failed:\n{stderr}");
+        stderr
     }
 }

@@ -3,4 +3,6 @@
 
 mod harness;
 
+mod deploy;
+mod operate;
 mod ssh_front_door;

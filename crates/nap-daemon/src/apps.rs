@@ -22,6 +22,9 @@ pub enum AppsError {
     /// The data directory failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The name is taken.
+    #[error("app {0} already exists; pick another name")]
+    Taken(String),
     /// The repository could not be created.
     #[error("cannot create the repository of {app}: {message}")]
     Repo {
@@ -146,6 +149,34 @@ impl Apps {
                 Err(e)
             }
         }
+    }
+
+    /// Creates app `name` for `caller`, refusing a name that is taken (by
+    /// anyone: "similar apps" and deploys from URLs make new apps only).
+    pub async fn create_new(
+        &self,
+        caller: &Caller,
+        name: &str,
+        similar_to: Option<&str>,
+    ) -> Result<(AppName, AppRecord), AppsError> {
+        let app = AppName::parse(name)?;
+        {
+            let _guard = self.create.lock().await;
+            if self.record(&app)?.is_some() {
+                return Err(AppsError::Taken(app.to_string()));
+            }
+        }
+        // Another creation may slip in between: create_or_get then finds it
+        // and `owner`/`created` tell; a fresh record has no release yet.
+        let (app, mut record) = self.create_or_get(caller, name).await?;
+        if record.owner != caller.user || record.release.is_some() || record.last_release > 0 {
+            return Err(AppsError::Taken(app.to_string()));
+        }
+        if let Some(source) = similar_to {
+            record.similar_to = Some(source.to_owned());
+            self.save(&app, &record)?;
+        }
+        Ok((app, record))
     }
 
     /// Every app `caller` may see, by name.

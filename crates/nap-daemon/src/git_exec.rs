@@ -39,6 +39,17 @@ pub async fn run(
             return 1;
         }
     };
+    // A push holds its app's lock from before git starts until git has
+    // updated the ref: the deploy in the hook and the ref update are one step,
+    // and a second push sees the refs the first one left.
+    let _lock = if service == "receive-pack" {
+        match daemon.lock_app(&app, out).await {
+            Ok(lock) => Some(lock),
+            Err(_) => return 1,
+        }
+    } else {
+        None
+    };
     let repo = daemon.data.repo(app.as_str());
     let mut command = Command::new(&daemon.settings.git);
     command

@@ -117,10 +117,21 @@ impl Daemon {
             .iter()
             .map(|b| format!("refs/heads/{b}"))
             .collect();
+        let mut deploy = None;
         for update in &request.updates {
-            if !deploy_refs.contains(&update.name) {
+            if deploy_refs.contains(&update.name) {
+                if deploy.is_none() {
+                    deploy = Some(update);
+                } else {
+                    out.err(&format!(
+                        "-----> {} stored; one deploy per push",
+                        update.name
+                    ))
+                    .await;
+                }
+            } else {
                 out.err(&format!(
-                    "-----> {} stored; only {} deploy{}",
+                    "-----> {} stored, not deployed: only {} deploy{}",
                     update.name,
                     self.settings.deploy_branches.join(" or "),
                     if self.settings.deploy_branches.len() == 1 {
@@ -132,7 +143,41 @@ impl Daemon {
                 .await;
             }
         }
-        tracing::info!(user = %push.caller.user, app = %push.app, "push received");
-        0
+        let Some(update) = deploy else {
+            return 0;
+        };
+        if update.new.bytes().all(|b| b == b'0') {
+            out.err(&format!(
+                " !     deleting {} would leave {} without code; to remove the app use 'destroy {} --force'",
+                update.name, push.app, push.app
+            ))
+            .await;
+            return 1;
+        }
+        tracing::info!(user = %push.caller.user, app = %push.app, commit = %update.new, "deploying a push");
+        let quarantine = nap_git::Quarantine::from_env_values(
+            request.object_dir.as_deref().map(std::ffi::OsStr::new),
+            request.alternates.as_deref().map(std::ffi::OsStr::new),
+        );
+        // The app's lock is held by the `git receive-pack` that runs this hook.
+        let repo = match nap_git::open(&self.data.repo(push.app.as_str()), &quarantine) {
+            Ok(repo) => repo,
+            Err(e) => {
+                out.err(&format!(" !     cannot open the repository: {e}"))
+                    .await;
+                return 1;
+            }
+        };
+        let source = crate::deploy::Source {
+            repo,
+            commit: &update.new,
+            pusher: &push.caller.user,
+            note: "push".into(),
+            env: None,
+        };
+        match self.deploy(&push.app, source, out).await {
+            Ok(_) => 0,
+            Err(crate::deploy::Failed) => 1,
+        }
     }
 }

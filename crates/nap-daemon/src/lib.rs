@@ -7,10 +7,12 @@
 mod apps;
 mod commands;
 pub mod control;
+mod deploy;
 mod gate;
 mod git_exec;
 pub mod hook;
 mod output;
+mod tokens;
 mod users;
 
 pub use apps::AppsError;
@@ -45,6 +47,19 @@ pub struct Settings {
     pub max_connections: usize,
     /// Time a client has to authenticate.
     pub auth_timeout: Duration,
+    /// Ports handed to instances.
+    pub ports: std::ops::Range<u16>,
+    /// Most instances of one app.
+    pub max_scale: u32,
+    /// How long a new instance must stay alive to count as healthy.
+    pub health_grace: Duration,
+    /// How long a new instance may take to listen on its port; one alive but
+    /// not listening by then counts as a worker.
+    pub boot_timeout: Duration,
+    /// How long a deploy waits for another deploy of the same app.
+    pub deploy_lock_timeout: Duration,
+    /// Whether instances get memory cgroups (when the machine allows).
+    pub cgroups: bool,
 }
 
 /// Something stopped the daemon from starting or running.
@@ -72,6 +87,9 @@ pub enum ServeError {
     /// The users file could not be read.
     #[error(transparent)]
     Users(#[from] users::UsersError),
+    /// The supervisor could not start.
+    #[error("cannot start the supervisor: {0}")]
+    Supervisor(#[from] nap_supervisor::NewError),
 }
 
 /// The addresses a running daemon actually listens on (ports may have been 0).
@@ -88,10 +106,14 @@ pub struct Daemon {
     users: users::UserBook,
     apps: apps::Apps,
     pushes: hook::Pushes,
+    supervisor: nap_supervisor::Supervisor,
+    tokens: tokens::TokenBook,
+    /// One lock per app: deploys of an app wait for each other.
+    deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Daemon {
-    fn new(settings: Settings) -> Result<Daemon, ServeError> {
+    async fn new(settings: Settings) -> Result<Daemon, ServeError> {
         let data = DataDir::new(&settings.data).map_err(|source| nap_store::StoreError::Io {
             path: settings.data.clone(),
             source,
@@ -106,7 +128,16 @@ impl Daemon {
             nap_store::create_dir(&dir)?;
         }
         let users = users::UserBook::load(data.users_file())?;
+        let mut config =
+            nap_supervisor::Config::new(settings.ports.clone(), data.logs(), data.run());
+        if !settings.cgroups {
+            config.cgroups = nap_supervisor::CgroupMode::Off;
+        }
+        let supervisor = nap_supervisor::Supervisor::new(config).await?;
         Ok(Daemon {
+            tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
+            supervisor,
+            deploy_locks: std::sync::Mutex::default(),
             apps: apps::Apps::new(data.clone()),
             users,
             pushes: hook::Pushes::default(),
@@ -123,7 +154,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
     ready: impl FnOnce(&Bound),
 ) -> Result<(), ServeError> {
-    let daemon = Arc::new(Daemon::new(settings)?);
+    let daemon = Arc::new(Daemon::new(settings).await?);
     let host_key = nap_ssh::load_or_create_host_key(&daemon.data.host_key())?;
     let control = control::bind(&daemon.data.socket()).await?;
     let ssh_listener = TcpListener::bind(daemon.settings.ssh)
@@ -142,6 +173,9 @@ pub async fn serve(
                 source,
             })?,
     };
+    // Apps come back before the daemon says it is ready, so whoever waits
+    // for that line finds them running.
+    daemon.restore_all().await;
     info!(ssh = %bound.ssh, data = %daemon.data.root().display(), "nap is serving");
     ready(&bound);
 
@@ -169,6 +203,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = ssh.await;
     let _ = control_task.await;
+    daemon.supervisor.shutdown().await;
     let _ = std::fs::remove_file(daemon.data.socket());
     Ok(())
 }

@@ -7,6 +7,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 pub struct Out<'a> {
     stdout: Box<dyn AsyncWrite + Send + Unpin + 'a>,
     stderr: Box<dyn AsyncWrite + Send + Unpin + 'a>,
+    closed: bool,
 }
 
 impl<'a> Out<'a> {
@@ -15,13 +16,24 @@ impl<'a> Out<'a> {
         stdout: Box<dyn AsyncWrite + Send + Unpin + 'a>,
         stderr: Box<dyn AsyncWrite + Send + Unpin + 'a>,
     ) -> Out<'a> {
-        Out { stdout, stderr }
+        Out {
+            stdout,
+            stderr,
+            closed: false,
+        }
     }
 
     /// Writes `text` and a newline to stdout.
     pub async fn line(&mut self, text: &str) {
-        let _ = self.stdout.write_all(format!("{text}\n").as_bytes()).await;
-        let _ = self.stdout.flush().await;
+        let written = self.stdout.write_all(format!("{text}\n").as_bytes()).await;
+        if written.and(self.stdout.flush().await).is_err() {
+            self.closed = true;
+        }
+    }
+
+    /// Whether a write failed: the reader is gone.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 
     /// Writes `text` and a newline to stderr.

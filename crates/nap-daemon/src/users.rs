@@ -98,6 +98,14 @@ impl UserBook {
         })
     }
 
+    /// A registered user, with their admin flag.
+    pub fn get(&self, name: &str) -> Option<Caller> {
+        self.read().users.get(name).map(|user| Caller {
+            user: name.to_owned(),
+            admin: user.admin,
+        })
+    }
+
     pub fn add(
         &self,
         name: &str,

@@ -257,6 +257,14 @@ mod tests {
     }
 
     #[test]
+    fn repo_can_move_to_another_thread() {
+        // The daemon opens and checks out on blocking threads; `Repo` is `Send`
+        // (thanks to gix's `parallel` feature) but not `Sync`.
+        fn assert_send<T: Send>() {}
+        assert_send::<Repo>();
+    }
+
+    #[test]
     fn quarantine_from_env_values() {
         check(None, None, Quarantine::default());
         check(Some(""), Some(""), Quarantine::default());

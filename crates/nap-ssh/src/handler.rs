@@ -140,8 +140,7 @@ impl russh::server::Handler for ClientHandler {
         self.channels.insert(channel, ChannelState::Running(cancel));
         session.channel_success(channel)?;
         let gate = self.gate.clone();
-        let span =
-            tracing::info_span!("exec", user = %caller.user, command = %command.escape_debug());
+        let span = tracing::info_span!("exec", user = %caller.user, command = %verb(&command));
         tokio::spawn(run_exec(gate, caller, command, open, cancelled).instrument(span));
         Ok(())
     }
@@ -240,6 +239,17 @@ impl russh::server::Handler for ClientHandler {
             .await;
         Ok(())
     }
+}
+
+/// The command's first word, for logs: the rest may hold secrets
+/// (`config:set APP KEY=VALUE`).
+fn verb(command: &str) -> String {
+    let word = command.split_whitespace().next().unwrap_or("");
+    word.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 /// Runs the gate's command on the channel's streams, then reports the exit

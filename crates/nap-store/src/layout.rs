@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// nap.sock               control socket for `nap COMMAND` and the hook (0600)
 /// repos/APP.git          bare repositories
 /// apps/APP/app.json      owner, desired scale, current release
+/// apps/APP/config.json   config vars (0600)
 /// apps/APP/releases/vN/  checked-out trees; vN.json beside them
 /// logs/APP/APP@I.log     instance output
 /// run/                   the supervisor's records of running processes
@@ -63,6 +64,10 @@ impl DataDir {
     /// One app's record.
     pub fn app_record(&self, app: &str) -> PathBuf {
         self.app(app).join("app.json")
+    }
+    /// One app's config vars (env of its instances), kept outside git.
+    pub fn app_config(&self, app: &str) -> PathBuf {
+        self.app(app).join("config.json")
     }
     /// One app's releases.
     pub fn releases(&self, app: &str) -> PathBuf {

@@ -85,4 +85,7 @@ pub struct ReleaseRecord {
     pub memory: Option<u64>,
     /// What made it: "push", "rollback to v2", ...
     pub note: String,
+    /// The app's config vars this release runs with.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }

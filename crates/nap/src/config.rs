@@ -18,6 +18,12 @@ pub struct FileConfig {
     pub deploy_branches: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub auth_timeout_secs: Option<u64>,
+    pub ports: Option<String>,
+    pub max_scale: Option<u32>,
+    pub health_grace_ms: Option<u64>,
+    pub boot_timeout_secs: Option<u64>,
+    pub deploy_lock_timeout_secs: Option<u64>,
+    pub cgroups: Option<bool>,
 }
 
 impl FileConfig {
@@ -52,6 +58,34 @@ pub struct ServeFlags {
     /// Most SSH connections at once.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Ports for instances, FIRST-LAST [default: 20000-29999].
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub ports: Option<String>,
+    /// Most instances of one app [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_scale: Option<u32>,
+    /// Milliseconds a new instance must stay up to count as healthy [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub health_grace_ms: Option<u64>,
+}
+
+/// `FIRST-LAST` → `FIRST..LAST+1`.
+fn port_range(text: &str) -> anyhow::Result<std::ops::Range<u16>> {
+    let parsed = text.split_once('-').and_then(|(first, last)| {
+        Some((
+            first.trim().parse::<u16>().ok()?,
+            last.trim().parse::<u16>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((first, last)) if first >= 1024 && first <= last && last < u16::MAX => {
+            Ok(first..last + 1)
+        }
+        _ => bail!(
+            "ports '{}': expected FIRST-LAST with 1024 <= FIRST <= LAST < 65535, e.g. 20000-29999",
+            text.escape_debug()
+        ),
+    }
 }
 
 pub fn settings(
@@ -113,5 +147,22 @@ pub fn settings(
             .or(file.max_connections)
             .unwrap_or(256),
         auth_timeout: Duration::from_secs(file.auth_timeout_secs.unwrap_or(30)),
+        ports: port_range(
+            flags
+                .ports
+                .or(file.ports)
+                .as_deref()
+                .unwrap_or("20000-29999"),
+        )?,
+        max_scale: flags.max_scale.or(file.max_scale).unwrap_or(64),
+        health_grace: Duration::from_millis(
+            flags
+                .health_grace_ms
+                .or(file.health_grace_ms)
+                .unwrap_or(1000),
+        ),
+        boot_timeout: Duration::from_secs(file.boot_timeout_secs.unwrap_or(10)),
+        deploy_lock_timeout: Duration::from_secs(file.deploy_lock_timeout_secs.unwrap_or(600)),
+        cgroups: file.cgroups.unwrap_or(true),
     })
 }

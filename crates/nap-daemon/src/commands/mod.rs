@@ -2,7 +2,11 @@
 //! COMMAND`, later the web API). Each prints one clear line on stderr when
 //! it refuses, and returns non-zero.
 
+mod config;
 mod keys;
+mod logs;
+mod ops;
+mod releases;
 
 use std::sync::Arc;
 
@@ -16,33 +20,108 @@ pub const FAILED: u32 = 1;
 /// Exit status of a command used wrongly.
 pub const USAGE: u32 = 2;
 
-/// Every command with its usage and a line of help.
-pub const COMMANDS: &[(&str, &str, &str)] = &[
-    (
+/// One command's usage and a line of help.
+pub struct Help {
+    /// The command word.
+    pub name: &'static str,
+    /// How to call it.
+    pub usage: &'static str,
+    /// What it does.
+    pub about: &'static str,
+}
+
+const fn help(name: &'static str, usage: &'static str, about: &'static str) -> Help {
+    Help { name, usage, about }
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[Help] = &[
+    help(
         "apps",
-        "apps",
+        "apps [--json]",
         "apps you may see: name, owner, release, up/desired",
     ),
-    ("whoami", "whoami", "who nap thinks you are"),
-    ("keys", "keys", "list users and their keys (admins)"),
-    (
+    help(
+        "ps",
+        "ps APP [--json]",
+        "instances: state, port, pid, uptime, restarts, memory",
+    ),
+    help(
+        "scale",
+        "scale APP N|+N|-N  (or APP+N)",
+        "set the number of instances",
+    ),
+    help(
+        "logs",
+        "logs APP [-n N] [-f] [-i I]",
+        "last N lines (default 100); -f follows",
+    ),
+    help(
+        "restart",
+        "restart APP",
+        "restart every instance, one at a time",
+    ),
+    help(
+        "releases",
+        "releases APP [--json]",
+        "the app's releases, newest first",
+    ),
+    help(
+        "rollback",
+        "rollback APP [vN]",
+        "deploy an earlier release again (default: the previous)",
+    ),
+    help("config", "config APP", "the app's config vars"),
+    help(
+        "config:set",
+        "config:set APP KEY=VALUE ...",
+        "set config vars (makes a new release)",
+    ),
+    help(
+        "config:unset",
+        "config:unset APP KEY ...",
+        "remove config vars (makes a new release)",
+    ),
+    help(
+        "clone",
+        "clone APP [NEW] --command CMD...",
+        "a similar app: APP's code started with another command",
+    ),
+    help(
+        "deploy",
+        "deploy NEW --from GIT_URL [--ref REF]",
+        "fetch a repository and deploy it as a new app",
+    ),
+    help(
+        "destroy",
+        "destroy APP --force",
+        "stop the app and delete its code, releases and logs",
+    ),
+    help(
+        "token",
+        "token [--revoke]",
+        "print a new web manager login token (--revoke: revoke all yours)",
+    ),
+    help("whoami", "whoami", "who nap thinks you are"),
+    help("keys", "keys", "list users and their keys (admins)"),
+    help(
         "keys:add",
-        "keys:add NAME [--admin]   (public key on stdin)",
+        "keys:add NAME [--admin]  (key on stdin)",
         "register a key for user NAME (admins)",
     ),
-    (
+    help(
         "keys:remove",
         "keys:remove NAME",
         "remove user NAME and their keys (admins)",
     ),
-    ("help", "help", "this list"),
+    help("help", "help", "this list"),
 ];
 
 fn usage_of(name: &str) -> &'static str {
     COMMANDS
         .iter()
-        .find(|(n, _, _)| *n == name)
-        .map_or("", |(_, usage, _)| usage)
+        .find(|c| c.name == name)
+        .map_or("", |c| c.usage)
 }
 
 /// Prints the usage of `name` and returns the usage status.
@@ -65,16 +144,27 @@ pub async fn run(
     out: &mut Out<'_>,
 ) -> u32 {
     let Some((name, args)) = words.split_first() else {
-        return help(out).await;
+        return print_help(out).await;
     };
     match *name {
-        "help" | "--help" | "-h" => help(out).await,
+        "help" | "--help" | "-h" => print_help(out).await,
         "whoami" => {
             let role = if caller.admin { " (admin)" } else { "" };
             out.line(&format!("{}{role}", caller.user)).await;
             0
         }
         "apps" => apps(daemon, caller, args, out).await,
+        "token" => token(daemon, caller, args, out).await,
+        "ps" => ops::ps(daemon, caller, args, out).await,
+        "scale" => ops::scale(daemon, caller, args, out).await,
+        "restart" => ops::restart(daemon, caller, args, out).await,
+        "destroy" => ops::destroy(daemon, caller, args, out).await,
+        "logs" => logs::logs(daemon, caller, args, out).await,
+        "releases" => releases::releases(daemon, caller, args, out).await,
+        "rollback" => releases::rollback(daemon, caller, args, out).await,
+        "config" => config::show(daemon, caller, args, out).await,
+        "config:set" => config::set(daemon, caller, args, out).await,
+        "config:unset" => config::unset(daemon, caller, args, out).await,
         "keys" => keys::list(daemon, caller, args, out).await,
         "keys:add" => keys::add(daemon, caller, args, stdin, out).await,
         "keys:remove" => keys::remove(daemon, caller, args, out).await,
@@ -90,38 +180,102 @@ pub async fn run(
     }
 }
 
-async fn help(out: &mut Out<'_>) -> u32 {
-    let width = COMMANDS
-        .iter()
-        .map(|(_, usage, _)| usage.len())
-        .max()
-        .unwrap_or(0);
+/// Checks name and access for a command on an existing app; prints the
+/// refusal and returns the status to exit with otherwise.
+pub async fn app_for(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    name: &str,
+    action: nap_core::Action,
+    out: &mut Out<'_>,
+) -> Result<(nap_core::AppName, nap_store::AppRecord), u32> {
+    match daemon.apps.existing(caller, name, action) {
+        Ok(found) => Ok(found),
+        Err(e) => Err(fail(out, e).await),
+    }
+}
+
+async fn token(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+    match args {
+        [] => match daemon.tokens.issue(&caller.user) {
+            Ok(token) => {
+                out.line(&token).await;
+                0
+            }
+            Err(e) => fail(out, format!("cannot store the token: {e}")).await,
+        },
+        ["--revoke"] => match daemon.tokens.revoke(&caller.user) {
+            Ok(count) => {
+                out.line(&format!("revoked {count} token(s) of {}", caller.user))
+                    .await;
+                0
+            }
+            Err(e) => fail(out, format!("cannot revoke: {e}")).await,
+        },
+        _ => usage(out, "token").await,
+    }
+}
+
+async fn print_help(out: &mut Out<'_>) -> u32 {
+    let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
     out.line("nap commands (over ssh, or `nap COMMAND` on the host):")
         .await;
-    for (_, usage, text) in COMMANDS {
-        out.line(&format!("  {usage:width$}  {text}")).await;
+    for command in COMMANDS {
+        out.line(&format!("  {:width$}  {}", command.usage, command.about))
+            .await;
     }
     0
 }
 
+/// One row of `apps --json`.
+#[derive(serde::Serialize)]
+struct AppRow {
+    name: String,
+    owner: String,
+    release: Option<String>,
+    up: usize,
+    desired: u32,
+}
+
 async fn apps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    if !args.is_empty() {
-        return usage(out, "apps").await;
-    }
+    let json = match args {
+        [] => false,
+        ["--json"] => true,
+        _ => return usage(out, "apps").await,
+    };
     let apps = match daemon.apps.visible(caller) {
         Ok(apps) => apps,
         Err(e) => return fail(out, e).await,
     };
+    let instances = daemon.supervisor.list().await;
+    let rows: Vec<AppRow> = apps
+        .into_iter()
+        .map(|(app, record)| AppRow {
+            up: instances
+                .iter()
+                .filter(|i| i.app == app.as_str() && i.state == nap_supervisor::InstanceState::Up)
+                .count(),
+            desired: daemon.desired(&app, &record),
+            release: record.release.map(|n| format!("v{n}")),
+            name: app.to_string(),
+            owner: record.owner,
+        })
+        .collect();
+    if json {
+        out.line(&serde_json::to_string_pretty(&rows).unwrap_or_default())
+            .await;
+        return 0;
+    }
     out.line(&format!(
-        "{:<24} {:<16} {:<8} {}",
-        "APP", "OWNER", "RELEASE", "UP/DESIRED"
+        "{:<24} {:<16} {:<8} UP/DESIRED",
+        "APP", "OWNER", "RELEASE"
     ))
     .await;
-    for (app, record) in apps {
-        let release = record.release.map_or("-".to_owned(), |n| format!("v{n}"));
+    for row in rows {
+        let release = row.release.as_deref().unwrap_or("-");
         out.line(&format!(
             "{:<24} {:<16} {:<8} {}/{}",
-            app, record.owner, release, 0, 0
+            row.name, row.owner, release, row.up, row.desired
         ))
         .await;
     }

@@ -1,0 +1,186 @@
+//! `releases` and `rollback`.
+
+use std::sync::Arc;
+
+use nap_core::{Action, Caller};
+
+use super::{app_for, fail, usage};
+use crate::deploy::Source;
+use crate::{Daemon, Out};
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc(secs: u64) -> String {
+    let days = secs / 86400;
+    let (year, month, day) = civil(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs % 86400 / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// One row of `releases --json`.
+#[derive(serde::Serialize)]
+struct ReleaseRow {
+    number: u32,
+    commit: String,
+    pusher: String,
+    time: u64,
+    note: String,
+    current: bool,
+}
+
+pub async fn releases(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    args: &[&str],
+    out: &mut Out<'_>,
+) -> u32 {
+    let (name, json) = match args {
+        [name] => (*name, false),
+        [name, "--json"] | ["--json", name] => (*name, true),
+        _ => return usage(out, "releases").await,
+    };
+    let (app, record) = match app_for(daemon, caller, name, Action::Read, out).await {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    let rows: Vec<ReleaseRow> = (1..=record.last_release)
+        .rev()
+        .filter_map(|number| daemon.release(&app, number))
+        .map(|release| ReleaseRow {
+            current: record.release == Some(release.number),
+            number: release.number,
+            commit: release.commit,
+            pusher: release.pusher,
+            time: release.time,
+            note: release.note,
+        })
+        .collect();
+    if json {
+        out.line(&serde_json::to_string_pretty(&rows).unwrap_or_default())
+            .await;
+        return 0;
+    }
+    out.line(&format!(
+        "  {:<7} {:<9} {:<16} {:<20} NOTE",
+        "RELEASE", "COMMIT", "BY", "WHEN"
+    ))
+    .await;
+    for row in rows {
+        out.line(&format!(
+            "{} v{:<6} {:<9} {:<16} {:<20} {}",
+            if row.current { "*" } else { " " },
+            row.number,
+            row.commit.get(..7).unwrap_or(&row.commit),
+            row.pusher,
+            utc(row.time),
+            row.note
+        ))
+        .await;
+    }
+    0
+}
+
+pub async fn rollback(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    args: &[&str],
+    out: &mut Out<'_>,
+) -> u32 {
+    let (name, wanted) = match args {
+        [name] => (*name, None),
+        [name, version] => match version.strip_prefix('v').unwrap_or(version).parse::<u32>() {
+            Ok(number) => (*name, Some(number)),
+            Err(_) => {
+                return fail(
+                    out,
+                    format!("'{}': expected a release like v3", version.escape_debug()),
+                )
+                .await;
+            }
+        },
+        _ => return usage(out, "rollback").await,
+    };
+    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    let Ok(_lock) = daemon.lock_app(&app, out).await else {
+        return 1;
+    };
+    let Ok(Some(record)) = daemon.apps.record(&app) else {
+        return fail(out, format!("app {app} does not exist")).await;
+    };
+    let Some(current) = record.release else {
+        return fail(out, format!("app {app} has no release to roll back from")).await;
+    };
+    // Default: the newest release before the running one.
+    let target = match wanted {
+        Some(number) => daemon.release(&app, number).map(|r| (number, r)),
+        None => (1..current)
+            .rev()
+            .find_map(|n| daemon.release(&app, n).map(|r| (n, r))),
+    };
+    let Some((number, old)) = target else {
+        return fail(
+            out,
+            match wanted {
+                Some(n) => format!("{app} has no release v{n}; see 'releases {app}'"),
+                None => format!("{app} has no release before v{current}"),
+            },
+        )
+        .await;
+    };
+    if number == current {
+        return fail(out, format!("v{number} is already running")).await;
+    }
+    let repo = match nap_git::open(
+        &daemon.data.repo(app.as_str()),
+        &nap_git::Quarantine::default(),
+    ) {
+        Ok(repo) => repo,
+        Err(e) => return fail(out, format!("cannot open the repository: {e}")).await,
+    };
+    out.err(&format!("-----> Rolling {app} back to v{number}"))
+        .await;
+    let source = Source {
+        repo,
+        commit: &old.commit,
+        pusher: &caller.user,
+        note: format!("rollback to v{number}"),
+        env: Some(old.env.clone()),
+    };
+    match daemon.deploy(&app, source, out).await {
+        Ok(_) => {
+            // The config of the old release is the config now.
+            if let Err(e) = nap_store::write_json(&daemon.data.app_config(app.as_str()), &old.env) {
+                return fail(out, e).await;
+            }
+            0
+        }
+        Err(_) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(1_795_000_000), "2026-11-18 11:06 UTC");
+    }
+}

@@ -1,0 +1,362 @@
+//! `clone APP [NEW] --command CMD` ("similar apps": same code, another start
+//! command) and `deploy NEW --from URL [--ref REF]`. Both end in the same
+//! deploy as a push, and leave no app behind when they fail.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nap_core::{Action, AppName, Caller};
+use tokio::process::Command;
+
+use super::{app_for, fail, usage};
+use crate::deploy::Source;
+use crate::{Daemon, Out};
+
+/// Most bytes a repository fetched by `deploy --from` may take on disk.
+const MAX_FETCH_BYTES: u64 = 1 << 30;
+/// Longest a fetch may run.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `clone APP [NEW] --command CMD...`: everything after `--command` is the
+/// command, so it needs no extra quoting over ssh.
+fn parse_clone<'a>(args: &[&'a str]) -> Option<(&'a str, Option<&'a str>, String)> {
+    let at = args.iter().position(|a| *a == "--command")?;
+    let command = args[at + 1..].join(" ");
+    match &args[..at] {
+        [app] if !command.trim().is_empty() => Some((app, None, command)),
+        [app, new] if !command.trim().is_empty() => Some((app, Some(new), command)),
+        _ => None,
+    }
+}
+
+pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+    let Some((name, new_name, command)) = parse_clone(args) else {
+        return usage(out, "clone").await;
+    };
+    let (app, record) = match app_for(daemon, caller, name, Action::Read, out).await {
+        Ok(found) => found,
+        Err(status) => return status,
+    };
+    let Some(release) = record.release.and_then(|n| daemon.release(&app, n)) else {
+        return fail(out, format!("app {app} has no release to copy; push it first")).await;
+    };
+    let new = match new_name {
+        Some(new) => match AppName::parse(new) {
+            Ok(new) => new,
+            Err(e) => return fail(out, e).await,
+        },
+        None => match daemon.next_similar_name(&app) {
+            Ok(new) => new,
+            Err(message) => return fail(out, message).await,
+        },
+    };
+    let (new, _) = match daemon.apps.create_new(caller, new.as_str(), Some(app.as_str())).await {
+        Ok(created) => created,
+        Err(e) => return fail(out, e).await,
+    };
+    out.err(&format!("-----> Creating {new}: {app} v{} with command {}", release.number, command.escape_debug()))
+        .await;
+    let status = clone_into(daemon, caller, &app, &new, &release.commit, &command, out).await;
+    if status != 0 {
+        daemon.remove_app(&new).await;
+        out.err(&format!(" !     {new} was not created")).await;
+    }
+    status
+}
+
+async fn clone_into(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    app: &AppName,
+    new: &AppName,
+    commit: &str,
+    command: &str,
+    out: &mut Out<'_>,
+) -> u32 {
+    let Ok(_lock) = daemon.lock_app(new, out).await else {
+        return 1;
+    };
+    let (from, to) = (daemon.data.repo(app.as_str()), daemon.data.repo(new.as_str()));
+    let (commit, command, user, source_app) =
+        (commit.to_owned(), command.to_owned(), caller.user.clone(), app.to_string());
+    // gix work is blocking: copy the objects, rewrite the profile, commit.
+    let made = tokio::task::spawn_blocking(move || -> Result<(nap_git::Repo, String), String> {
+        nap_git::copy_objects(&from, &to).map_err(|e| e.to_string())?;
+        let repo = nap_git::open(&to, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
+        let profile = repo
+            .read_file(&commit, "profile", nap_profile::MAX_PROFILE_BYTES as u64)
+            .map_err(|e| e.to_string())?
+            .ok_or("the release has no profile")?;
+        let profile = String::from_utf8(profile).map_err(|_| "profile: expected UTF-8 text")?;
+        let profile = nap_profile::replace_command("profile", &profile, &command).map_err(|e| e.to_string())?;
+        let message = format!("Similar app of {source_app}: command {command}\n\nMade by nap for {user}.");
+        let email = format!("{user}@nap");
+        let new_commit = repo
+            .commit_file(&commit, "profile", profile.as_bytes(), &message, (&user, &email), "refs/heads/master")
+            .map_err(|e| e.to_string())?;
+        repo.set_head("master").map_err(|e| e.to_string())?;
+        Ok((repo, new_commit))
+    })
+    .await;
+    let (repo, new_commit) = match made {
+        Ok(Ok(made)) => made,
+        Ok(Err(message)) => return fail(out, message).await,
+        Err(e) => return fail(out, format!("internal error: {e}")).await,
+    };
+    let source = Source {
+        repo,
+        commit: &new_commit,
+        pusher: &caller.user,
+        note: format!("similar to {app}"),
+        env: None,
+    };
+    match daemon.deploy(new, source, out).await {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// `deploy NEW --from URL [--ref REF]`.
+fn parse_deploy<'a>(args: &[&'a str]) -> Option<(&'a str, &'a str, &'a str)> {
+    match args {
+        [name, "--from", url] => Some((name, url, "HEAD")),
+        [name, "--from", url, "--ref", reference] | [name, "--ref", reference, "--from", url] => {
+            Some((name, url, reference))
+        }
+        _ => None,
+    }
+}
+
+/// The transports a URL may use. Local ones read the server's own disk, so
+/// only admins get them; git's `ext::` and friends run commands and are never
+/// allowed.
+fn check_url(url: &str, admin: bool) -> Result<&'static str, String> {
+    let refuse = |why: &str| Err(format!("URL '{}': {why}", redact(url).escape_debug()));
+    if url.is_empty() || url.starts_with('-') || url.chars().any(|c| c.is_control() || c == ' ') {
+        return refuse("expected a git URL like https://host/repo.git");
+    }
+    let local = url.starts_with("file://") || url.starts_with('/') || url.starts_with('.');
+    if local {
+        return if admin { Ok("file") } else { refuse("local paths and file:// URLs are for admins only") };
+    }
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("https", rest)) => ("https", rest),
+        Some(("http", rest)) => ("http", rest),
+        Some(("git", rest)) => ("git", rest),
+        Some(("ssh", rest)) => ("ssh", rest),
+        Some(_) => return refuse("expected https://, http://, git:// or ssh://"),
+        // scp-like `user@host:path`, never `transport::address`.
+        None if url.contains(':') && !url.contains("::") => ("ssh", url),
+        None => return refuse("expected https://, http://, git:// or ssh://"),
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host).trim_start_matches('[');
+    let loopback = host == "localhost" || host.starts_with("127.") || host == "0.0.0.0" || host.starts_with("::1");
+    if loopback && !admin {
+        return refuse("fetching from this machine is for admins only");
+    }
+    Ok(scheme)
+}
+
+/// The URL without a password, for output and logs.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains('/') => {
+                let user = user.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// A ref to fetch: a branch, tag or HEAD, nothing that git could read as an
+/// option or a refspec.
+fn check_ref(reference: &str) -> Result<(), String> {
+    let valid = !reference.is_empty()
+        && !reference.starts_with('-')
+        && reference.len() <= 200
+        && !reference.contains("..")
+        && reference.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if valid { Ok(()) } else { Err(format!("ref '{}': expected a branch, tag or HEAD", reference.escape_debug())) }
+}
+
+pub async fn deploy_from(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+    let Some((name, url, reference)) = parse_deploy(args) else {
+        return usage(out, "deploy").await;
+    };
+    if let Err(e) = AppName::parse(name) {
+        return fail(out, e).await;
+    }
+    let scheme = match check_url(url, caller.admin) {
+        Ok(scheme) => scheme,
+        Err(message) => return fail(out, message).await,
+    };
+    if let Err(message) = check_ref(reference) {
+        return fail(out, message).await;
+    }
+    let (app, _) = match daemon.apps.create_new(caller, name, None).await {
+        Ok(created) => created,
+        Err(e) => return fail(out, e).await,
+    };
+    let status = fetch_and_deploy(daemon, caller, &app, url, scheme, reference, out).await;
+    if status != 0 {
+        daemon.remove_app(&app).await;
+        out.err(&format!(" !     {app} was not created")).await;
+    }
+    status
+}
+
+async fn fetch_and_deploy(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    app: &AppName,
+    url: &str,
+    scheme: &str,
+    reference: &str,
+    out: &mut Out<'_>,
+) -> u32 {
+    let Ok(_lock) = daemon.lock_app(app, out).await else {
+        return 1;
+    };
+    let repo_path = daemon.data.repo(app.as_str());
+    out.err(&format!("-----> Fetching {} ({reference})", redact(url))).await;
+    if let Err(message) = fetch(daemon, &repo_path, url, scheme, reference).await {
+        return fail(out, message).await;
+    }
+    let opened = tokio::task::spawn_blocking(move || {
+        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
+        let commit = repo.resolve_commit("refs/heads/master").map_err(|e| e.to_string())?;
+        repo.set_head("master").map_err(|e| e.to_string())?;
+        Ok::<_, String>((repo, commit.id))
+    })
+    .await;
+    let (repo, commit) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(message)) => return fail(out, message).await,
+        Err(e) => return fail(out, format!("internal error: {e}")).await,
+    };
+    let source = Source {
+        repo,
+        commit: &commit,
+        pusher: &caller.user,
+        note: format!("deployed from {}", redact(url)),
+        env: None,
+    };
+    match daemon.deploy(app, source, out).await {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Runs `git fetch` into the app's repository, within a time and size budget.
+async fn fetch(daemon: &Daemon, repo: &Path, url: &str, scheme: &str, reference: &str) -> Result<(), String> {
+    let allowed = if scheme == "file" { "file" } else { "https:http:git:ssh" };
+    let mut child = Command::new(&daemon.settings.git)
+        .args(["fetch", "--no-tags", "--quiet", "--no-recurse-submodules", "--", url])
+        .arg(format!("+{reference}:refs/heads/master"))
+        .current_dir(repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env("HOME", daemon.data.root())
+        .env("GIT_DIR", repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_ALLOW_PROTOCOL", allowed)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        // Never the server's own ssh identity or agent.
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start git fetch: {e}"))?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            _ = ticker.tick() => {
+                if tokio::time::Instant::now() > deadline {
+                    let _ = child.kill().await;
+                    return Err(format!("fetching took longer than {}s; gave up", FETCH_TIMEOUT.as_secs()));
+                }
+                if dir_size(repo) > MAX_FETCH_BYTES {
+                    let _ = child.kill().await;
+                    return Err(format!("the repository is larger than {} MiB; gave up", MAX_FETCH_BYTES >> 20));
+                }
+            }
+        }
+    };
+    let text = errors.await.unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("git fetch failed");
+    Err(format!("cannot fetch {reference} from {}: {}", redact(url), last.trim_start_matches("fatal: ")))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_arguments() {
+        assert_eq!(parse_clone(&["web", "--command", "sh", "-c", "x"]), Some(("web", None, "sh -c x".into())));
+        assert_eq!(parse_clone(&["web", "new", "--command", "run"]), Some(("web", Some("new"), "run".into())));
+        assert_eq!(parse_clone(&["web", "--command"]), None);
+        assert_eq!(parse_clone(&["web"]), None);
+        assert_eq!(parse_clone(&["a", "b", "c", "--command", "x"]), None);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(check_url("https://example.com/r.git", false), Ok("https"));
+        assert_eq!(check_url("git@example.com:r.git", false), Ok("ssh"));
+        assert_eq!(check_url("file:///srv/r.git", true), Ok("file"));
+        for bad in ["file:///etc", "/srv/r.git", "ext::sh -c id", "fd::3", "-uhttps://x", "ftp://x/r", "http://127.0.0.1/r", "https://localhost/r", ""] {
+            assert!(check_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_url("ext::sh", true).is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("https://bob:hunter2@example.com/r"), "https://bob:***@example.com/r");
+        assert_eq!(redact("https://example.com/r"), "https://example.com/r");
+    }
+
+    #[test]
+    fn refs() {
+        assert!(check_ref("main").is_ok());
+        assert!(check_ref("refs/tags/v1.2").is_ok());
+        for bad in ["", "-x", "a:b", "a..b", "a b", "+x"] {
+            assert!(check_ref(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The local runtime: supervises app instances as child processes.
+//!
+//! The daemon hands this crate an [`InstanceSpec`] per instance (`APP@I` of release `vN`) and
+//! gets back an [`InstanceId`]. From then on the supervisor owns the process: it gives the
+//! instance its own port, runs the command in its own process group (and, where the daemon may
+//! create cgroups, its own memory cgroup), writes its output into a per-instance log file,
+//! restarts it with exponential backoff when it exits, and kills the whole group when it is
+//! stopped.
+//!
+//! All instance state lives in one actor task ([`Supervisor`] is the cheap, cloneable handle
+//! that talks to it), so there are no locks around the instance table and no two requests can
+//! race on one instance.
+//!
+//! Decisions worth knowing when using it:
+//!
+//! - An instance keeps its port across restarts; the port is released only by `stop`. The
+//!   router's table stays right while an instance crash-loops.
+//! - The command runs under a tiny `/bin/sh` wrapper (see `run.rs`) that enters the instance's
+//!   cgroup before the app starts and, on SIGTERM, waits for its command to die before it
+//!   exits, so the app is reaped by its own parent rather than left to init. A shell reports a
+//!   command killed by a signal ("Terminated", "Killed"); such lines appear in the log.
+//! - [`Supervisor::wait_healthy`] is about the process that `start` started: a restart since
+//!   then makes the instance unhealthy. The port is checked once, at the end of the grace
+//!   period.
+//! - Instances left running by a previous daemon are stopped, not adopted: their stdout and
+//!   stderr pipes died with that daemon (see [`Supervisor::new`]).
+//! - The daemon does not become a child subreaper: it could not reap adopted orphans without
+//!   racing tokio's own reaping of its children. Zombies of killed grandchildren are init's to
+//!   reap; `stop` waits (a few seconds at most) until init has done so.
+//!
+//! **Architecture Invariant:** this crate knows nothing about apps beyond the spec it is given:
+//! no profiles, no releases on disk, no desired state. Bringing apps back to their desired state
+//! after a daemon restart is the daemon's job; this crate only makes sure that the instances a
+//! previous daemon left behind are gone (see [`Supervisor::new`]).
+//!
+//! **Architecture Invariant:** every process this crate starts is the leader of its own process
+//! group, and every kill is a kill of that group (plus the members of its cgroup), never of one
+//! pid.
+
+mod actor;
+mod cgroup;
+mod group;
+mod health;
+mod logs;
+mod orphans;
+mod ports;
+mod procfs;
+mod run;
+mod supervisor;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub use cgroup::{CgroupVersion, MemoryLimits};
+pub use health::Unhealthy;
+pub use supervisor::{NewError, StartError, StopError, Supervisor};
+
+/// Whether the supervisor may put instances into memory cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupMode {
+    /// Use cgroups (v1 or v2) when creating one works here; otherwise run without and report
+    /// `limit_enforced: false`.
+    #[default]
+    Auto,
+    /// Never create cgroups; memory limits are reported as not enforced.
+    Off,
+}
+
+/// How the supervisor behaves. [`Config::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ports handed to instances, one per live instance.
+    pub ports: Range<u16>,
+    /// Logs go to `logs_dir/APP/APP@I.log`.
+    pub logs_dir: PathBuf,
+    /// Whether memory limits are enforced with cgroups.
+    pub cgroups: CgroupMode,
+    /// Time between SIGTERM and SIGKILL when stopping an instance.
+    pub stop_grace: Duration,
+    /// First restart delay after a crash.
+    pub backoff_min: Duration,
+    /// The restart delay doubles after each crash up to this.
+    pub backoff_max: Duration,
+    /// An instance that stayed up this long counts as started: its restart delay goes back to
+    /// `backoff_min` and `list` shows it as [`InstanceState::Up`] even if nobody checked its
+    /// health.
+    pub stable_after: Duration,
+    /// A log file is rotated (to `APP@I.log.1`, one old file kept) when it passes this size.
+    pub log_max_bytes: u64,
+    /// Where the pid records of running instances live (`APP@I-SERIAL.json`), so that the next
+    /// daemon can stop what this one left behind.
+    pub state_dir: PathBuf,
+}
+
+impl Config {
+    /// A configuration with the default timings (stop grace 5 s, backoff 0.5 s doubling up to
+    /// 30 s, stable after 10 s), 10 MiB log files and cgroups where they work.
+    pub fn new(ports: Range<u16>, logs_dir: PathBuf, state_dir: PathBuf) -> Config {
+        Config {
+            ports,
+            logs_dir,
+            cgroups: CgroupMode::Auto,
+            stop_grace: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            log_max_bytes: 10 * 1024 * 1024,
+            state_dir,
+        }
+    }
+}
+
+/// What to run for one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// The app's name (a DNS label; it names directories and files).
+    pub app: String,
+    /// The instance number, 1..=scale (`NAP_INSTANCE`).
+    pub index: u32,
+    /// The release, e.g. `v3` (`NAP_RELEASE`).
+    pub release: String,
+    /// Run with `/bin/sh -c`.
+    pub command: String,
+    /// The release directory.
+    pub cwd: PathBuf,
+    /// Extra environment; `PORT` and the `NAP_*` variables are set by the supervisor and win
+    /// over entries here.
+    pub env: Vec<(String, String)>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+}
+
+impl InstanceSpec {
+    /// Refuses specs that would make bad paths or cannot be run.
+    fn validate(&self) -> Result<(), String> {
+        if self.app.is_empty() || self.app.starts_with('.') || self.app.contains(['/', '\0', '@']) {
+            return Err(format!(
+                "app name {:?} cannot name a file (empty, or has '/', '@' or a leading '.')",
+                self.app
+            ));
+        }
+        if self.command.trim().is_empty() || self.command.contains('\0') {
+            return Err("the command is empty or contains a NUL byte".to_owned());
+        }
+        if self.release.contains('\0') {
+            return Err("the release contains a NUL byte".to_owned());
+        }
+        if let Some((key, _)) = self.env.iter().find(|(key, value)| {
+            key.is_empty() || key.contains(['=', '\0']) || value.contains('\0')
+        }) {
+            return Err(format!("environment variable {key:?} cannot be set"));
+        }
+        if !self.cwd.is_dir() {
+            return Err(format!("{} is not a directory", self.cwd.display()));
+        }
+        Ok(())
+    }
+}
+
+/// One started instance. Two releases of the same `APP@I` may run side by side during a
+/// deploy; they have different ids (and the serial tells apart two starts of the same release).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId {
+    app: String,
+    index: u32,
+    release: String,
+    serial: u64,
+}
+
+impl InstanceId {
+    /// The app's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The instance number.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The release, e.g. `v3`.
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+
+    /// A number unique among the instances this supervisor started.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// `APP@I-SERIAL`: the name of the instance's pid record and cgroup.
+    fn file_stem(&self) -> String {
+        format!("{}@{}-{}", self.app, self.index, self.serial)
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{} ({} #{})",
+            self.app, self.index, self.release, self.serial
+        )
+    }
+}
+
+/// What [`Supervisor::start`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The new instance.
+    pub id: InstanceId,
+    /// Its port (`PORT`); it keeps this port across restarts until it is stopped.
+    pub port: u16,
+    /// The pid of its first process, which is also its process group id.
+    pub pid: u32,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceState {
+    /// Running, but neither a health check passed nor has it been up for `stable_after`.
+    Starting,
+    /// Running and healthy (or up for longer than `stable_after`).
+    Up,
+    /// The last attempt to start the process failed (it could not be spawned at all); the next
+    /// attempt waits for the backoff timer.
+    Crashed,
+    /// The process exited; it is restarted when the backoff timer fires.
+    Backoff,
+    /// A stop was requested; the instance disappears from the list once its processes are gone.
+    Stopped,
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Up => "up",
+            InstanceState::Crashed => "crashed",
+            InstanceState::Backoff => "backoff",
+            InstanceState::Stopped => "stopped",
+        })
+    }
+}
+
+/// One line of [`Supervisor::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// The instance.
+    pub id: InstanceId,
+    /// Same as `id.app()`.
+    pub app: String,
+    /// Same as `id.index()`.
+    pub index: u32,
+    /// Same as `id.release()`.
+    pub release: String,
+    /// Where it is in its life.
+    pub state: InstanceState,
+    /// Its port.
+    pub port: u16,
+    /// The pid (and process group) of the running process; `None` between runs.
+    pub pid: Option<u32>,
+    /// When the current (or last) process was started.
+    pub started_at: SystemTime,
+    /// How many times the process was restarted.
+    pub restarts: u32,
+    /// Bytes in use: from the cgroup when there is one, otherwise the resident set of the
+    /// process group's processes.
+    pub memory_used: Option<u64>,
+    /// The limit from the spec.
+    pub memory_limit: Option<u64>,
+    /// Whether `memory_limit` is enforced by a cgroup.
+    pub limit_enforced: bool,
+}

@@ -1,0 +1,257 @@
+//! One run of an instance: spawning its process, and watching it until it exits or is stopped.
+//!
+//! The command runs under a small `/bin/sh` wrapper:
+//!
+//! ```sh
+//! trap 'exit 143' TERM
+//! [ -z "$2" ] || echo $$ > "$2/cgroup.procs" || exit 97
+//! eval "set --; $1"
+//! ```
+//!
+//! - The wrapper moves itself into the instance's cgroup (when there is one) before the app
+//!   runs, so that no byte the app allocates escapes the limit, without any code between fork
+//!   and exec in the daemon.
+//! - The trap makes the shell, which is the process group leader and our child, wait for its
+//!   foreground command to die of the same SIGTERM and reap it before exiting. Without it the
+//!   shell would die first and leave the app's process to be reaped by init, whenever init
+//!   gets to it. (The app itself gets the default SIGTERM disposition: a caught signal is
+//!   reset by exec.)
+//! - `eval` runs the command in the wrapper shell itself, with no positional parameters left.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+use crate::InstanceSpec;
+use crate::cgroup::{Cgroup, JOIN_FAILED_STATUS};
+use crate::group::Group;
+
+/// Variables passed on from the daemon's environment; everything else starts clean.
+const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// How long a run's output pipes get to reach end of file after its processes are gone (only
+/// a process that escaped the group and the cgroup can hold them open longer).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a stop waits for init to reap the zombies of the group (processes whose parent
+/// died with them). A usual init reaps at once; some poll every few seconds.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
+fn wrapper_script() -> String {
+    format!(
+        "trap 'exit 143' TERM\n\
+         [ -z \"$2\" ] || echo $$ > \"$2/cgroup.procs\" || exit {JOIN_FAILED_STATUS}\n\
+         eval \"set --; $1\"\n"
+    )
+}
+
+/// Starts the instance's process: the leader of a new process group, stdin from /dev/null,
+/// stdout and stderr piped, environment clean apart from [`INHERITED_ENV`], the spec's `env`,
+/// and `PORT`, `NAP_APP`, `NAP_INSTANCE`, `NAP_RELEASE` (which win over the spec's `env`).
+pub(crate) fn spawn(spec: &InstanceSpec, port: u16, cgroup: Option<&Cgroup>) -> io::Result<Child> {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(wrapper_script())
+        .arg("sh")
+        .arg(&spec.command)
+        .arg(cgroup.map(|c| c.dir().as_os_str()).unwrap_or_default())
+        .current_dir(&spec.cwd)
+        .env_clear();
+    for key in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    command
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("PORT", port.to_string())
+        .env("NAP_APP", &spec.app)
+        .env("NAP_INSTANCE", spec.index.to_string())
+        .env("NAP_RELEASE", &spec.release)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command.spawn()
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(crate) struct RunEnd {
+    /// `None` if waiting for the process failed (which should not happen).
+    pub(crate) status: Option<ExitStatus>,
+    /// Whether it ended because it was asked to stop.
+    pub(crate) stopped: bool,
+}
+
+/// Waits for the run to end by itself or for a stop request, and makes sure that none of its
+/// processes are left when it returns.
+///
+/// On a stop request the group gets SIGTERM, and SIGKILL after `stop_grace`; the function
+/// also waits (up to [`REAP_WAIT`]) until every zombie of the group is reaped, so that
+/// a stopped instance's process group no longer exists. When the leader exits by itself, the
+/// rest of its group is killed at once, so the next run gets a free port.
+pub(crate) async fn supervise(
+    mut child: Child,
+    group: Group,
+    pumps: Vec<JoinHandle<()>>,
+    stop: oneshot::Receiver<()>,
+    stop_grace: Duration,
+) -> RunEnd {
+    let end = tokio::select! {
+        status = child.wait() => {
+            group.kill_stragglers().await;
+            RunEnd { status: status.ok(), stopped: false }
+        }
+        // A dropped sender means the same as a request: nobody is left to supervise this run.
+        _ = stop => {
+            let deadline = Instant::now() + stop_grace;
+            group.signal(nix::sys::signal::Signal::SIGTERM);
+            let status = match timeout(stop_grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_elapsed) => {
+                    tracing::info!(grace = ?stop_grace, "instance ignored SIGTERM, killing it");
+                    group.signal(nix::sys::signal::Signal::SIGKILL);
+                    child.wait().await
+                }
+            };
+            if !group.wait_gone(deadline).await {
+                group.kill_stragglers().await;
+            }
+            group.wait_reaped(Instant::now() + REAP_WAIT).await;
+            RunEnd { status: status.ok(), stopped: true }
+        }
+    };
+    let drain_deadline = Instant::now() + DRAIN_WAIT;
+    for pump in pumps {
+        let _ = tokio::time::timeout_at(drain_deadline, pump).await;
+    }
+    end
+}
+
+/// Says how a run ended, for the log and for health reports: `exited with status 1`,
+/// `killed by SIGKILL`, `exited with status 137 (SIGKILL), out of memory (limit 64 MiB)`.
+///
+/// The process we wait for is the wrapper shell, which reports a command killed by signal N
+/// as status 128+N; the signal's name is added for those.
+pub(crate) fn describe_exit(
+    status: Option<ExitStatus>,
+    in_cgroup: bool,
+    out_of_memory: bool,
+    memory_limit: Option<u64>,
+) -> String {
+    let mut text = match status {
+        None => "exited (status unknown)".to_owned(),
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => {
+                let mut text = format!("exited with status {code}");
+                if let Some(name) = code.checked_sub(128).and_then(signal_name) {
+                    text.push_str(&format!(" ({name})"));
+                } else if in_cgroup && code == JOIN_FAILED_STATUS {
+                    text.push_str(" (could not enter its cgroup)");
+                }
+                text
+            }
+            (None, Some(signal)) => match signal_name(signal) {
+                Some(name) => format!("killed by {name}"),
+                None => format!("killed by signal {signal}"),
+            },
+            (None, None) => format!("ended ({status})"),
+        },
+    };
+    if out_of_memory {
+        text.push_str(", out of memory");
+        if let Some(limit) = memory_limit {
+            text.push_str(&format!(" (limit {})", human_bytes(limit)));
+        }
+    }
+    text
+}
+
+fn signal_name(number: i32) -> Option<&'static str> {
+    if number <= 0 {
+        return None;
+    }
+    nix::sys::signal::Signal::try_from(number)
+        .ok()
+        .map(|signal| signal.as_str())
+}
+
+/// `64 MiB`, `1.5 GiB`, `512 B`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `500ms`, `2s`, `1.5s`, for log lines.
+pub(crate) fn human_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        format!("{millis}ms")
+    } else if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_are_described_for_people() {
+        let exited = |code: i32| Some(ExitStatus::from_raw(code << 8));
+        let killed = |signal: i32| Some(ExitStatus::from_raw(signal));
+        assert_eq!(
+            describe_exit(exited(1), false, false, None),
+            "exited with status 1"
+        );
+        assert_eq!(
+            describe_exit(exited(137), true, true, Some(64 << 20)),
+            "exited with status 137 (SIGKILL), out of memory (limit 64 MiB)"
+        );
+        assert_eq!(
+            describe_exit(exited(97), true, false, None),
+            "exited with status 97 (could not enter its cgroup)"
+        );
+        assert_eq!(
+            describe_exit(exited(97), false, false, None),
+            "exited with status 97"
+        );
+        assert_eq!(
+            describe_exit(killed(9), false, false, None),
+            "killed by SIGKILL"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_read_naturally() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(human_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+    }
+}

@@ -1,0 +1,251 @@
+//! The public handle, and the errors of its operations.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::{Actor, Request, Snapshot};
+use crate::cgroup::{Cgroups, MemoryLimits};
+use crate::group::Group;
+use crate::health::{self, Unhealthy};
+use crate::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, logs, orphans, procfs};
+
+/// Why [`Supervisor::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NewError {
+    /// The port range has no ports.
+    #[error("the port range {start}..{end} is empty")]
+    NoPorts {
+        /// First port.
+        start: u16,
+        /// One past the last port.
+        end: u16,
+    },
+    /// The logs or state directory cannot be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Why [`Supervisor::start`] failed. Nothing of the instance is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spec cannot be run as given.
+    #[error("invalid instance: {reason}")]
+    InvalidSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Every port of the range is taken.
+    #[error("no free port in {start}..{end}")]
+    NoFreePort {
+        /// First port of the range.
+        start: u16,
+        /// One past the last port.
+        end: u16,
+    },
+    /// The instance's log file cannot be opened.
+    #[error("cannot open log {}: {source}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// `/bin/sh` could not be started.
+    #[error("cannot start {app}@{index}: {source}")]
+    Spawn {
+        /// The app.
+        app: String,
+        /// The instance number.
+        index: u32,
+        /// The cause.
+        source: io::Error,
+    },
+    /// [`Supervisor::shutdown`] was called.
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+}
+
+/// Why [`Supervisor::stop`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// The instance is not running: it never was, or it was stopped already.
+    #[error("no such instance: {id}")]
+    UnknownInstance {
+        /// The instance.
+        id: InstanceId,
+    },
+}
+
+/// The handle to the supervisor. Cheap to clone; all clones talk to the same instances.
+///
+/// When the last handle is dropped, every instance is stopped in the background. Call
+/// [`Supervisor::shutdown`] to wait for that.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    logs_dir: PathBuf,
+    memory_limits: MemoryLimits,
+}
+
+impl Supervisor {
+    /// Starts the supervisor (inside a tokio runtime).
+    ///
+    /// First it stops the instances that a previous daemon with the same `state_dir` left
+    /// running (their pid records are still there): each gets SIGTERM, SIGKILL after
+    /// `stop_grace`, and its cgroup and record are removed. They are not adopted: their output
+    /// pipes died with the old daemon. Then it finds out whether memory cgroups work here
+    /// ([`Supervisor::memory_limits`] says what it found).
+    pub async fn new(config: Config) -> Result<Supervisor, NewError> {
+        if config.ports.is_empty() {
+            return Err(NewError::NoPorts {
+                start: config.ports.start,
+                end: config.ports.end,
+            });
+        }
+        for dir in [&config.logs_dir, &config.state_dir] {
+            fs::create_dir_all(dir).map_err(|source| NewError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let highest_serial = orphans::stop_orphans(&config.state_dir, config.stop_grace).await;
+        let (cgroups, memory_limits) = Cgroups::detect(config.cgroups).await;
+        match &memory_limits {
+            MemoryLimits::Enforced { version, parent } => {
+                tracing::info!(?version, parent = %parent.display(), "memory limits enforced with cgroups");
+            }
+            MemoryLimits::NotEnforced { reason } => {
+                tracing::info!(%reason, "memory limits not enforced");
+            }
+        }
+        let shared = Arc::new(Shared {
+            logs_dir: config.logs_dir.clone(),
+            memory_limits,
+        });
+        let requests = Actor::spawn(config, cgroups, highest_serial + 1);
+        Ok(Supervisor { requests, shared })
+    }
+
+    /// Starts an instance: a free port, its process, its log. Returns as soon as the process
+    /// runs; use [`Supervisor::wait_healthy`] to find out whether it works.
+    ///
+    /// The instance keeps its port across restarts until it is stopped.
+    pub async fn start(&self, spec: InstanceSpec) -> Result<Started, StartError> {
+        self.ask(|reply| Request::Start { spec, reply })
+            .await
+            .unwrap_or(Err(StartError::ShuttingDown))
+    }
+
+    /// Waits `grace`, then says whether the instance is healthy: the process that
+    /// [`Supervisor::start`] started is still running (it has not exited or been restarted),
+    /// and it either accepts a TCP connection on 127.0.0.1:PORT or listens on no TCP port at
+    /// all (a worker). Returns early, unhealthy, when the process exits within `grace`.
+    ///
+    /// A healthy instance is shown as [`crate::InstanceState::Up`] from then on.
+    pub async fn wait_healthy(&self, id: &InstanceId, grace: Duration) -> Result<(), Unhealthy> {
+        let watch = self
+            .ask(|reply| Request::Watch {
+                id: id.clone(),
+                reply,
+            })
+            .await
+            .flatten()
+            .ok_or_else(|| Unhealthy {
+                reason: format!("no such instance: {id}"),
+                last_lines: Vec::new(),
+            })?;
+        let run = health::check(watch, grace).await?;
+        let _ = self
+            .requests
+            .send(Request::Healthy {
+                id: id.clone(),
+                run,
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Stops an instance: SIGTERM to its process group (and cgroup), SIGKILL after
+    /// `stop_grace`. Returns when its processes are gone; its port is free again, its cgroup
+    /// and pid record removed.
+    pub async fn stop(&self, id: &InstanceId) -> Result<(), StopError> {
+        self.ask(|reply| Request::Stop {
+            id: id.clone(),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(StopError::UnknownInstance { id: id.clone() }))
+    }
+
+    /// Every instance (including those being stopped), ordered by app, index, release and
+    /// serial.
+    pub async fn list(&self) -> Vec<InstanceStatus> {
+        let snapshots = self
+            .ask(|reply| Request::List { reply })
+            .await
+            .unwrap_or_default();
+        // Reading /proc can take a moment with many processes; keep it off the runtime.
+        tokio::task::spawn_blocking(move || snapshots.into_iter().map(with_memory).collect())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Stops every instance and refuses new ones; returns when all are gone. Called when the
+    /// daemon exits.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Request::Shutdown { reply }).await;
+    }
+
+    /// `logs_dir/APP/APP@I.log`, the log of instance `I` of `APP` (shared by all releases of
+    /// that instance; the previous file is `APP@I.log.1`).
+    pub fn log_path(&self, app: &str, index: u32) -> PathBuf {
+        logs::log_path(&self.shared.logs_dir, app, index)
+    }
+
+    /// Whether memory limits are enforced, and how.
+    pub fn memory_limits(&self) -> &MemoryLimits {
+        &self.shared.memory_limits
+    }
+
+    /// Sends a request and waits for its answer; `None` if the actor is gone.
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(request(reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+fn with_memory(snapshot: Snapshot) -> InstanceStatus {
+    let Snapshot {
+        mut status,
+        pgid,
+        cgroup,
+    } = snapshot;
+    status.memory_used = match (pgid, &cgroup) {
+        (None, _) => None,
+        (Some(_), Some(cgroup)) => cgroup.memory_used(),
+        (Some(pgid), None) => procfs::total_rss_bytes(
+            &Group {
+                pgid: Some(pgid),
+                cgroup: None,
+            }
+            .live_pids(),
+        ),
+    };
+    status
+}

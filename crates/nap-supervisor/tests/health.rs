@@ -1,0 +1,140 @@
+//! `wait_healthy`: alive at the end of the grace period, and listening on $PORT if listening.
+
+use std::time::Duration;
+
+use nap_supervisor::InstanceState;
+
+use crate::util::{Fixture, SERVER_PY};
+
+/// Long enough for python to start and bind its port.
+const GRACE: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_server_on_its_port_is_healthy() {
+    let fixture = Fixture::new().await;
+    fixture.write("server.py", SERVER_PY);
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("web", 1, "python3 server.py"))
+        .await
+        .expect("start");
+    assert_eq!(
+        fixture.status(&started.id).await.map(|s| s.state),
+        Some(InstanceState::Starting)
+    );
+    fixture
+        .supervisor
+        .wait_healthy(&started.id, GRACE)
+        .await
+        .expect("healthy");
+    assert_eq!(
+        fixture.status(&started.id).await.map(|s| s.state),
+        Some(InstanceState::Up)
+    );
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_that_listens_nowhere_is_healthy() {
+    let fixture = Fixture::new().await;
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("worker", 1, "echo working; sleep 300"))
+        .await
+        .expect("start");
+    fixture
+        .supervisor
+        .wait_healthy(&started.id, Duration::from_millis(300))
+        .await
+        .expect("healthy");
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_app_that_exits_is_unhealthy_at_once_with_its_last_lines() {
+    let fixture = Fixture::with(|config| config.backoff_min = Duration::from_secs(600)).await;
+    let command = "echo starting; echo 'config missing' >&2; exit 1";
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("web", 1, command))
+        .await
+        .expect("start");
+    // The grace period is long: the answer must come when the process exits, not after it.
+    let unhealthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, Duration::from_secs(3600))
+        .await
+        .expect_err("an exited app is not healthy");
+    assert_eq!(unhealthy.reason, "exited with status 1");
+    let mut lines = unhealthy.last_lines.clone();
+    lines.sort();
+    assert_eq!(lines, ["config missing", "starting"]);
+
+    let status = fixture.status(&started.id).await.expect("listed");
+    assert_eq!(status.state, InstanceState::Backoff);
+    assert_eq!(status.pid, None);
+    // An instance waiting for its restart stops at once.
+    fixture.supervisor.stop(&started.id).await.expect("stop");
+    assert!(fixture.supervisor.list().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_app_listening_on_another_port_is_unhealthy() {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "elsewhere.py",
+        "import socket, time\n\
+         s = socket.socket()\n\
+         s.bind(('127.0.0.1', 0))\n\
+         s.listen()\n\
+         print('listening on', s.getsockname()[1], flush=True)\n\
+         time.sleep(300)\n",
+    );
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("web", 1, "python3 elsewhere.py"))
+        .await
+        .expect("start");
+    let unhealthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, GRACE)
+        .await
+        .expect_err("listening elsewhere is not healthy");
+    let other_port = unhealthy
+        .last_lines
+        .iter()
+        .find_map(|line| line.strip_prefix("listening on "))
+        .expect("the app said where it listens");
+    assert_eq!(
+        unhealthy.reason,
+        format!("listening on {other_port}, not on $PORT ({})", started.port)
+    );
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_stopped_instance_is_not_healthy() {
+    let fixture = Fixture::new().await;
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("worker", 1, "sleep 300"))
+        .await
+        .expect("start");
+    // join! polls in order, so the health check is under way before the stop is asked for.
+    let (health, stopped) = tokio::join!(
+        fixture
+            .supervisor
+            .wait_healthy(&started.id, Duration::from_secs(3600)),
+        fixture.supervisor.stop(&started.id),
+    );
+    stopped.expect("stop");
+    let unhealthy = health.expect_err("stopped");
+    assert_eq!(unhealthy.reason, "stopped");
+
+    let unknown = fixture
+        .supervisor
+        .wait_healthy(&started.id, Duration::from_secs(1))
+        .await
+        .expect_err("unknown");
+    assert!(unknown.reason.starts_with("no such instance"), "{unknown}");
+}

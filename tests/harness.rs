@@ -32,6 +32,8 @@ pub struct Nap {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub ssh_port: u16,
+    pub http_port: u16,
+    pub router_port: u16,
     child: Option<Child>,
     log: PathBuf,
     ports: String,
@@ -44,6 +46,8 @@ impl Nap {
         let mut nap = Nap {
             data,
             ssh_port: 0,
+            http_port: 0,
+            router_port: 0,
             child: None,
             log: dir.path().join("serve.log"),
             ports: String::new(),
@@ -74,6 +78,8 @@ impl Nap {
             .arg(&self.data)
             .args(["--ssh", &format!("127.0.0.1:{port}")])
             .args(["--ports", &self.ports])
+            .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--router", &format!("127.0.0.1:{}", self.router_port)])
             .env("NAP_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -84,15 +90,18 @@ impl Nap {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read nap's first line");
-        let address = line
+        // "nap: ssh listening on A, http on B, router on C"
+        let ports: Vec<u16> = line
             .trim()
             .strip_prefix("nap: ssh listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", self.log_text()));
-        self.ssh_port = address
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", self.log_text()))
+            .split(", ")
+            .filter_map(|part| part.rsplit(':').next()?.parse().ok())
+            .collect();
+        let [ssh, http, router] = ports[..] else {
+            panic!("cannot read ports from {line:?}")
+        };
+        (self.ssh_port, self.http_port, self.router_port) = (ssh, http, router);
         self.child = Some(child);
     }
 
@@ -456,4 +465,38 @@ impl User {
         assert!(output.status.success(), "push of {app} failed:\n{stderr}");
         stderr
     }
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:port; `(status, body)`, or `None` if
+/// nothing answered.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
 }

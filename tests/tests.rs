@@ -2,7 +2,11 @@
 //! client and `ssh-keygen`, sockets on 127.0.0.1. One module per area.
 
 mod harness;
+#[path = "../crates/nap-web/tests/webdriver.rs"]
+mod webdriver;
 
 mod deploy;
 mod operate;
+mod similar;
 mod ssh_front_door;
+mod web;

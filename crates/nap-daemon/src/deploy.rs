@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nap_core::AppName;
+use nap_runtime::{Instance, InstanceSpec};
 use nap_store::{AppRecord, ReleaseRecord};
-use nap_supervisor::{InstanceSpec, InstanceStatus};
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -198,13 +198,13 @@ impl Daemon {
                 });
         if let Err(e) = saved {
             // Without a record the new instances would be orphans: undo.
-            self.stop_instances(app, |i| i.release == release_name(number))
+            self.stop_instances(app, |i| i.id.release == release_name(number))
                 .await;
             let _ = std::fs::remove_dir_all(&tree);
             return fail(out, format!("cannot save the release: {e}")).await;
         }
         let old = self
-            .stop_instances(app, |i| i.release != release_name(number))
+            .stop_instances(app, |i| i.id.release != release_name(number))
             .await;
         if old > 0 {
             out.err(&format!(
@@ -263,17 +263,17 @@ impl Daemon {
                     .collect(),
                 memory: release.memory,
             };
-            let supervisor = self.supervisor.clone();
+            let runtime = self.runtime.clone();
             let (grace, boot) = (self.settings.health_grace, self.settings.boot_timeout);
             checks.spawn(async move {
-                let started = supervisor
+                let started = runtime
                     .start(spec)
                     .await
-                    .map_err(|e| (index, e.to_string(), Vec::new()))?;
-                match healthy(&supervisor, &started, grace, boot).await {
+                    .map_err(|e| (index, e, Vec::new()))?;
+                match healthy(runtime.as_ref(), &started, grace, boot).await {
                     Ok(listening) => Ok((started, listening)),
                     Err(unhealthy) => {
-                        let _ = supervisor.stop(&started.id).await;
+                        let _ = runtime.stop(&started.id).await;
                         Err((index, unhealthy.reason, unhealthy.last_lines))
                     }
                 }
@@ -291,8 +291,8 @@ impl Daemon {
                     };
                     out.err(&format!(
                         "       {app}@{} up on port {}{what}",
-                        started.id.index(),
-                        started.port
+                        started.id.index,
+                        started.address.port()
                     ))
                     .await;
                     up.push(started.id);
@@ -305,7 +305,7 @@ impl Daemon {
             return Ok(());
         }
         for id in &up {
-            let _ = self.supervisor.stop(id).await;
+            let _ = self.runtime.stop(id).await;
         }
         failures.sort_by_key(|f| f.0);
         for (index, reason, lines) in failures {
@@ -326,22 +326,22 @@ impl Daemon {
     pub(crate) async fn stop_instances(
         &self,
         app: &AppName,
-        which: impl Fn(&InstanceStatus) -> bool,
+        which: impl Fn(&Instance) -> bool,
     ) -> usize {
         let doomed: Vec<_> = self
-            .supervisor
+            .runtime
             .list()
             .await
             .into_iter()
-            .filter(|i| i.app == app.as_str() && which(i))
+            .filter(|i| i.id.app == app.as_str() && which(i))
             .collect();
         let mut stops = JoinSet::new();
         for instance in &doomed {
-            let supervisor = self.supervisor.clone();
+            let runtime = self.runtime.clone();
             let id = instance.id.clone();
             stops.spawn(async move {
-                if let Err(e) = supervisor.stop(&id).await {
-                    warn!(instance = %id, error = %e, "stop failed");
+                if let Err(e) = runtime.stop(&id).await {
+                    warn!(app = %id.app, index = id.index, release = %id.release, error = %e, "stop failed");
                 }
             });
         }
@@ -419,15 +419,15 @@ impl Daemon {
 /// that load a lot before they listen); one that is still alive then but
 /// listens nowhere is a worker, and healthy too. Returns whether it listens.
 async fn healthy(
-    supervisor: &nap_supervisor::Supervisor,
-    started: &nap_supervisor::Started,
+    runtime: &dyn nap_runtime::Runtime,
+    started: &nap_runtime::Started,
     grace: std::time::Duration,
     boot: std::time::Duration,
-) -> Result<bool, nap_supervisor::Unhealthy> {
-    supervisor.wait_healthy(&started.id, grace).await?;
+) -> Result<bool, nap_runtime::Unhealthy> {
+    runtime.wait_healthy(&started.id, grace).await?;
     let deadline = tokio::time::Instant::now() + boot.saturating_sub(grace);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", started.port))
+        if tokio::net::TcpStream::connect(started.address)
             .await
             .is_ok()
         {
@@ -439,7 +439,7 @@ async fn healthy(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Still the same process, and not listening elsewhere?
-    supervisor
+    runtime
         .wait_healthy(&started.id, std::time::Duration::ZERO)
         .await?;
     Ok(false)

@@ -14,6 +14,7 @@ pub mod hook;
 mod output;
 mod tokens;
 mod users;
+mod web;
 
 pub use apps::AppsError;
 pub use control::{Request, call};
@@ -35,6 +36,12 @@ pub struct Settings {
     pub data: PathBuf,
     /// Where the SSH front door listens.
     pub ssh: SocketAddr,
+    /// Where the web manager and JSON API listen.
+    pub http: SocketAddr,
+    /// Where the app router listens.
+    pub router: SocketAddr,
+    /// Apps are reached at `APP.<domain>` through the router.
+    pub domain: String,
     /// The SSH login name.
     pub git_user: String,
     /// Branches whose pushes deploy.
@@ -97,6 +104,10 @@ pub enum ServeError {
 pub struct Bound {
     /// The SSH front door.
     pub ssh: SocketAddr,
+    /// The web manager and JSON API.
+    pub http: SocketAddr,
+    /// The app router.
+    pub router: SocketAddr,
 }
 
 /// The daemon's shared state.
@@ -106,7 +117,7 @@ pub struct Daemon {
     users: users::UserBook,
     apps: apps::Apps,
     pushes: hook::Pushes,
-    supervisor: nap_supervisor::Supervisor,
+    runtime: Arc<dyn nap_runtime::Runtime>,
     tokens: tokens::TokenBook,
     /// One lock per app: deploys of an app wait for each other.
     deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -133,10 +144,12 @@ impl Daemon {
         if !settings.cgroups {
             config.cgroups = nap_supervisor::CgroupMode::Off;
         }
-        let supervisor = nap_supervisor::Supervisor::new(config).await?;
+        let runtime = Arc::new(nap_runtime::Local::new(
+            nap_supervisor::Supervisor::new(config).await?,
+        ));
         Ok(Daemon {
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
-            supervisor,
+            runtime,
             deploy_locks: std::sync::Mutex::default(),
             apps: apps::Apps::new(data.clone()),
             users,
@@ -147,8 +160,22 @@ impl Daemon {
     }
 }
 
+async fn listen(
+    what: &'static str,
+    address: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let error = |source| ServeError::Listen {
+        what,
+        address: address.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
+
 /// Runs the daemon until `shutdown` completes. `ready` learns the bound
-/// addresses once every listener is open.
+/// addresses once every listener is open and every app is back up.
 pub async fn serve(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send,
@@ -157,26 +184,14 @@ pub async fn serve(
     let daemon = Arc::new(Daemon::new(settings).await?);
     let host_key = nap_ssh::load_or_create_host_key(&daemon.data.host_key())?;
     let control = control::bind(&daemon.data.socket()).await?;
-    let ssh_listener = TcpListener::bind(daemon.settings.ssh)
-        .await
-        .map_err(|source| ServeError::Listen {
-            what: "ssh",
-            address: daemon.settings.ssh.to_string(),
-            source,
-        })?;
-    let bound = Bound {
-        ssh: ssh_listener
-            .local_addr()
-            .map_err(|source| ServeError::Listen {
-                what: "ssh",
-                address: daemon.settings.ssh.to_string(),
-                source,
-            })?,
-    };
+    let (ssh_listener, ssh) = listen("ssh", daemon.settings.ssh).await?;
+    let (http_listener, http) = listen("http", daemon.settings.http).await?;
+    let (router_listener, router) = listen("router", daemon.settings.router).await?;
+    let bound = Bound { ssh, http, router };
     // Apps come back before the daemon says it is ready, so whoever waits
     // for that line finds them running.
     daemon.restore_all().await;
-    info!(ssh = %bound.ssh, data = %daemon.data.root().display(), "nap is serving");
+    info!(%ssh, %http, %router, data = %daemon.data.root().display(), "nap is serving");
     ready(&bound);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -190,20 +205,42 @@ pub async fn serve(
         ..nap_ssh::Options::default()
     };
     let gate: Arc<dyn nap_ssh::Gate> = Arc::new(gate::SshGate(daemon.clone()));
-    let ssh = tokio::spawn(nap_ssh::serve(
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(nap_ssh::serve(
         ssh_listener,
         host_key,
         options,
         gate,
         stopped(stop_rx.clone()),
     ));
-    let control_task = tokio::spawn(control::serve(control, daemon.clone(), stopped(stop_rx)));
+    let web = nap_web::router(
+        Arc::new(web::WebBackend(daemon.clone())),
+        nap_web::Options::default(),
+    );
+    tasks.spawn(nap_web::serve(http_listener, web, stopped(stop_rx.clone())));
+    let router_options = nap_router::Options {
+        domain: daemon.settings.domain.clone(),
+        ..nap_router::Options::default()
+    };
+    let members = Arc::new(web::Members(daemon.clone()));
+    tasks.spawn(nap_router::serve(
+        router_listener,
+        router_options,
+        members,
+        stopped(stop_rx.clone()),
+    ));
+    tasks.spawn({
+        let daemon = daemon.clone();
+        async move {
+            control::serve(control, daemon, stopped(stop_rx)).await;
+            Ok(())
+        }
+    });
     shutdown.await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = ssh.await;
-    let _ = control_task.await;
-    daemon.supervisor.shutdown().await;
+    while tasks.join_next().await.is_some() {}
+    daemon.runtime.shutdown().await;
     let _ = std::fs::remove_file(daemon.data.socket());
     Ok(())
 }

@@ -11,19 +11,33 @@
 //!   temporary object directory until the hook accepts the push.
 //! - [`Repo::resolve_commit`], [`Repo::read_file`] and [`Repo::checkout`] read the pushed
 //!   commit, its `profile`, and write its tree out as a release directory.
+//! - [`Repo::write_tarball`] writes a commit's tree as a `.tar.gz`, which is how cluster
+//!   nodes fetch a release.
+//! - [`copy_objects`], [`Repo::commit_file`], [`Repo::set_reference`],
+//!   [`Repo::delete_reference`] and [`Repo::set_head`] make new repositories out of
+//!   existing ones: a "similar app" is another app's release with one file changed.
+//!   These write, so they need a repository opened without quarantine.
 //!
 //! `git receive-pack` and `git upload-pack` themselves come from the system git:
 //! gitoxide has no server side.
 
 mod checkout;
+mod commit;
+mod copy;
 mod init;
 mod objects;
 mod open;
 mod read_file;
+mod refs;
 mod resolve;
+mod tarball;
 
 pub use checkout::{CheckoutError, CheckoutOptions, CheckoutStats};
+pub use commit::CommitFileError;
+pub use copy::{CopyError, CopyStats, copy_objects};
 pub use init::{InitError, init_bare};
 pub use open::{OpenError, Quarantine, Repo, open};
 pub use read_file::ReadFileError;
+pub use refs::ReferenceError;
 pub use resolve::{CommitInfo, ResolveError};
+pub use tarball::{TarballError, TarballStats};

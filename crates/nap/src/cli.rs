@@ -153,7 +153,10 @@ fn serve(data: Option<PathBuf>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
         };
         nap_daemon::serve(settings, shutdown, |bound| {
             // One line on stdout that scripts (and tests) can wait for.
-            println!("nap: ssh listening on {}", bound.ssh);
+            println!(
+                "nap: ssh listening on {}, http on {}, router on {}",
+                bound.ssh, bound.http, bound.router
+            );
         })
         .await?;
         Ok(ExitCode::SUCCESS)

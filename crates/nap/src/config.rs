@@ -14,6 +14,9 @@ use serde::Deserialize;
 pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub ssh: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub router: Option<SocketAddr>,
+    pub domain: Option<String>,
     pub git_user: Option<String>,
     pub deploy_branches: Option<Vec<String>>,
     pub max_connections: Option<usize>,
@@ -46,6 +49,15 @@ pub struct ServeFlags {
     /// SSH front door address.
     #[arg(long, value_name = "ADDR")]
     pub ssh: Option<SocketAddr>,
+    /// Web manager and JSON API address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// App router address [default: 127.0.0.1:8000].
+    #[arg(long, value_name = "ADDR")]
+    pub router: Option<SocketAddr>,
+    /// Apps are reached at APP.DOMAIN through the router [default: localhost].
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
     /// YAML config file; every flag has a key; flags win.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -131,6 +143,22 @@ pub fn settings(
             );
         }
     }
+    let domain = flags
+        .domain
+        .or(file.domain)
+        .unwrap_or_else(|| "localhost".into())
+        .to_ascii_lowercase();
+    let domain_ok = !domain.is_empty()
+        && domain.len() <= 200
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !domain_ok {
+        bail!(
+            "domain '{}': expected a DNS name like localhost or apps.example.com",
+            domain.escape_debug()
+        );
+    }
     let nap_bin = std::env::current_exe().context("cannot find the nap binary itself")?;
     Ok(nap_daemon::Settings {
         data,
@@ -138,6 +166,15 @@ pub fn settings(
             .ssh
             .or(file.ssh)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2222))),
+        http: flags
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        router: flags
+            .router
+            .or(file.router)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+        domain,
         git_user,
         deploy_branches,
         nap_bin,

@@ -7,6 +7,7 @@ mod keys;
 mod logs;
 mod ops;
 mod releases;
+mod similar;
 
 use std::sync::Arc;
 
@@ -159,6 +160,8 @@ pub async fn run(
         "scale" => ops::scale(daemon, caller, args, out).await,
         "restart" => ops::restart(daemon, caller, args, out).await,
         "destroy" => ops::destroy(daemon, caller, args, out).await,
+        "clone" => similar::clone(daemon, caller, args, out).await,
+        "deploy" => similar::deploy_from(daemon, caller, args, out).await,
         "logs" => logs::logs(daemon, caller, args, out).await,
         "releases" => releases::releases(daemon, caller, args, out).await,
         "rollback" => releases::rollback(daemon, caller, args, out).await,
@@ -247,13 +250,13 @@ async fn apps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Ou
         Ok(apps) => apps,
         Err(e) => return fail(out, e).await,
     };
-    let instances = daemon.supervisor.list().await;
+    let instances = daemon.runtime.list().await;
     let rows: Vec<AppRow> = apps
         .into_iter()
         .map(|(app, record)| AppRow {
             up: instances
                 .iter()
-                .filter(|i| i.app == app.as_str() && i.state == nap_supervisor::InstanceState::Up)
+                .filter(|i| i.id.app == app.as_str() && i.state == nap_runtime::InstanceState::Up)
                 .count(),
             desired: daemon.desired(&app, &record),
             release: record.release.map(|n| format!("v{n}")),

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use nap_core::{Action, AppName, Caller};
+use nap_runtime::Instance;
 use nap_store::AppRecord;
-use nap_supervisor::InstanceStatus;
 use serde::Serialize;
 
 use super::{app_for, fail, usage};
@@ -20,6 +20,7 @@ struct PsRow {
     state: String,
     port: u16,
     pid: Option<u32>,
+    location: String,
     uptime_secs: u64,
     restarts: u32,
     memory_used: Option<u64>,
@@ -79,15 +80,15 @@ impl Daemon {
     }
 
     /// The app's instances, numbered order.
-    pub(crate) async fn instances(&self, app: &AppName) -> Vec<InstanceStatus> {
+    pub(crate) async fn instances(&self, app: &AppName) -> Vec<Instance> {
         let mut instances: Vec<_> = self
-            .supervisor
+            .runtime
             .list()
             .await
             .into_iter()
-            .filter(|i| i.app == app.as_str())
+            .filter(|i| i.id.app == app.as_str())
             .collect();
-        instances.sort_by(|a, b| (a.index, &a.release).cmp(&(b.index, &b.release)));
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
         instances
     }
 
@@ -119,7 +120,7 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
-fn memory_column(instance: &InstanceStatus) -> String {
+fn memory_column(instance: &Instance) -> String {
     let used = instance.memory_used.map_or("-".into(), human_bytes);
     match instance.memory_limit {
         Some(limit) if instance.limit_enforced => {
@@ -156,10 +157,11 @@ pub async fn ps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut 
         let rows: Vec<PsRow> = instances
             .iter()
             .map(|i| PsRow {
-                instance: format!("{}@{}", i.app, i.index),
-                release: i.release.clone(),
+                instance: format!("{}@{}", i.id.app, i.id.index),
+                release: i.id.release.clone(),
                 state: i.state.to_string(),
-                port: i.port,
+                port: i.address.port(),
+                location: i.location.clone(),
                 pid: i.pid,
                 uptime_secs: uptime(i.started_at),
                 restarts: i.restarts,
@@ -180,10 +182,10 @@ pub async fn ps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut 
     for i in &instances {
         out.line(&format!(
             "{:<28} {:<8} {:<9} {:<6} {:<8} {:<8} {:<8} {}",
-            format!("{}@{}", i.app, i.index),
-            i.release,
+            format!("{}@{}", i.id.app, i.id.index),
+            i.id.release,
             i.state.to_string(),
-            i.port,
+            i.address.port(),
             i.pid.map_or("-".into(), |p| p.to_string()),
             human_duration(uptime(i.started_at)),
             i.restarts,
@@ -250,8 +252,8 @@ pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
         .instances(&app)
         .await
         .iter()
-        .filter(|i| i.release == release_name(number))
-        .map(|i| i.index)
+        .filter(|i| i.id.release == release_name(number))
+        .map(|i| i.id.index)
         .collect();
     let missing: Vec<u32> = (1..=target).filter(|i| !running.contains(i)).collect();
     if !missing.is_empty() {
@@ -268,7 +270,7 @@ pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
             return fail(out, format!("{app} stays at {current} instance(s)")).await;
         }
     }
-    let stopped = daemon.stop_instances(&app, |i| i.index > target).await;
+    let stopped = daemon.stop_instances(&app, |i| i.id.index > target).await;
     if stopped > 0 {
         out.err(&format!("-----> Stopped {stopped} instance(s)"))
             .await;
@@ -328,7 +330,7 @@ pub async fn restart(
         }
         let retired: Vec<_> = old
             .iter()
-            .filter(|i| i.index == index)
+            .filter(|i| i.id.index == index)
             .map(|i| i.id.clone())
             .collect();
         daemon

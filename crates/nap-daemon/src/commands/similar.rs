@@ -40,7 +40,11 @@ pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
         Err(status) => return status,
     };
     let Some(release) = record.release.and_then(|n| daemon.release(&app, n)) else {
-        return fail(out, format!("app {app} has no release to copy; push it first")).await;
+        return fail(
+            out,
+            format!("app {app} has no release to copy; push it first"),
+        )
+        .await;
     };
     let new = match new_name {
         Some(new) => match AppName::parse(new) {
@@ -52,12 +56,20 @@ pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
             Err(message) => return fail(out, message).await,
         },
     };
-    let (new, _) = match daemon.apps.create_new(caller, new.as_str(), Some(app.as_str())).await {
+    let (new, _) = match daemon
+        .apps
+        .create_new(caller, new.as_str(), Some(app.as_str()))
+        .await
+    {
         Ok(created) => created,
         Err(e) => return fail(out, e).await,
     };
-    out.err(&format!("-----> Creating {new}: {app} v{} with command {}", release.number, command.escape_debug()))
-        .await;
+    out.err(&format!(
+        "-----> Creating {new}: {app} v{} with command {}",
+        release.number,
+        command.escape_debug()
+    ))
+    .await;
     let status = clone_into(daemon, caller, &app, &new, &release.commit, &command, out).await;
     if status != 0 {
         daemon.remove_app(&new).await;
@@ -78,23 +90,40 @@ async fn clone_into(
     let Ok(_lock) = daemon.lock_app(new, out).await else {
         return 1;
     };
-    let (from, to) = (daemon.data.repo(app.as_str()), daemon.data.repo(new.as_str()));
-    let (commit, command, user, source_app) =
-        (commit.to_owned(), command.to_owned(), caller.user.clone(), app.to_string());
+    let (from, to) = (
+        daemon.data.repo(app.as_str()),
+        daemon.data.repo(new.as_str()),
+    );
+    let (commit, command, user, source_app) = (
+        commit.to_owned(),
+        command.to_owned(),
+        caller.user.clone(),
+        app.to_string(),
+    );
     // gix work is blocking: copy the objects, rewrite the profile, commit.
     let made = tokio::task::spawn_blocking(move || -> Result<(nap_git::Repo, String), String> {
         nap_git::copy_objects(&from, &to).map_err(|e| e.to_string())?;
-        let repo = nap_git::open(&to, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
+        let repo =
+            nap_git::open(&to, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
         let profile = repo
             .read_file(&commit, "profile", nap_profile::MAX_PROFILE_BYTES as u64)
             .map_err(|e| e.to_string())?
             .ok_or("the release has no profile")?;
         let profile = String::from_utf8(profile).map_err(|_| "profile: expected UTF-8 text")?;
-        let profile = nap_profile::replace_command("profile", &profile, &command).map_err(|e| e.to_string())?;
-        let message = format!("Similar app of {source_app}: command {command}\n\nMade by nap for {user}.");
+        let profile = nap_profile::replace_command("profile", &profile, &command)
+            .map_err(|e| e.to_string())?;
+        let message =
+            format!("Similar app of {source_app}: command {command}\n\nMade by nap for {user}.");
         let email = format!("{user}@nap");
         let new_commit = repo
-            .commit_file(&commit, "profile", profile.as_bytes(), &message, (&user, &email), "refs/heads/master")
+            .commit_file(
+                &commit,
+                "profile",
+                profile.as_bytes(),
+                &message,
+                (&user, &email),
+                "refs/heads/master",
+            )
             .map_err(|e| e.to_string())?;
         repo.set_head("master").map_err(|e| e.to_string())?;
         Ok((repo, new_commit))
@@ -139,7 +168,11 @@ fn check_url(url: &str, admin: bool) -> Result<&'static str, String> {
     }
     let local = url.starts_with("file://") || url.starts_with('/') || url.starts_with('.');
     if local {
-        return if admin { Ok("file") } else { refuse("local paths and file:// URLs are for admins only") };
+        return if admin {
+            Ok("file")
+        } else {
+            refuse("local paths and file:// URLs are for admins only")
+        };
     }
     let (scheme, rest) = match url.split_once("://") {
         Some(("https", rest)) => ("https", rest),
@@ -152,8 +185,15 @@ fn check_url(url: &str, admin: bool) -> Result<&'static str, String> {
         None => return refuse("expected https://, http://, git:// or ssh://"),
     };
     let host = rest.split(['/', ':']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host).trim_start_matches('[');
-    let loopback = host == "localhost" || host.starts_with("127.") || host == "0.0.0.0" || host.starts_with("::1");
+    let host = host
+        .rsplit('@')
+        .next()
+        .unwrap_or(host)
+        .trim_start_matches('[');
+    let loopback = host == "localhost"
+        || host.starts_with("127.")
+        || host == "0.0.0.0"
+        || host.starts_with("::1");
     if loopback && !admin {
         return refuse("fetching from this machine is for admins only");
     }
@@ -181,11 +221,25 @@ fn check_ref(reference: &str) -> Result<(), String> {
         && !reference.starts_with('-')
         && reference.len() <= 200
         && !reference.contains("..")
-        && reference.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
-    if valid { Ok(()) } else { Err(format!("ref '{}': expected a branch, tag or HEAD", reference.escape_debug())) }
+        && reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "ref '{}': expected a branch, tag or HEAD",
+            reference.escape_debug()
+        ))
+    }
 }
 
-pub async fn deploy_from(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn deploy_from(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    args: &[&str],
+    out: &mut Out<'_>,
+) -> u32 {
     let Some((name, url, reference)) = parse_deploy(args) else {
         return usage(out, "deploy").await;
     };
@@ -224,13 +278,17 @@ async fn fetch_and_deploy(
         return 1;
     };
     let repo_path = daemon.data.repo(app.as_str());
-    out.err(&format!("-----> Fetching {} ({reference})", redact(url))).await;
+    out.err(&format!("-----> Fetching {} ({reference})", redact(url)))
+        .await;
     if let Err(message) = fetch(daemon, &repo_path, url, scheme, reference).await {
         return fail(out, message).await;
     }
     let opened = tokio::task::spawn_blocking(move || {
-        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
-        let commit = repo.resolve_commit("refs/heads/master").map_err(|e| e.to_string())?;
+        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default())
+            .map_err(|e| e.to_string())?;
+        let commit = repo
+            .resolve_commit("refs/heads/master")
+            .map_err(|e| e.to_string())?;
         repo.set_head("master").map_err(|e| e.to_string())?;
         Ok::<_, String>((repo, commit.id))
     })
@@ -254,8 +312,18 @@ async fn fetch_and_deploy(
 }
 
 /// Runs `git fetch` into the app's repository, within a time and size budget.
-async fn fetch(daemon: &Daemon, repo: &Path, url: &str, scheme: &str, reference: &str) -> Result<(), String> {
-    let allowed = if scheme == "file" { "file" } else { "https:http:git:ssh" };
+async fn fetch(
+    daemon: &Daemon,
+    repo: &Path,
+    url: &str,
+    scheme: &str,
+    reference: &str,
+) -> Result<(), String> {
+    let allowed = if scheme == "file" {
+        "file"
+    } else {
+        "https:http:git:ssh"
+    };
     let mut child = Command::new(&daemon.settings.git)
         .args(["fetch", "--no-tags", "--quiet", "--no-recurse-submodules", "--", url])
         .arg(format!("+{reference}:refs/heads/master"))
@@ -305,12 +373,22 @@ async fn fetch(daemon: &Daemon, repo: &Path, url: &str, scheme: &str, reference:
     if status.success() {
         return Ok(());
     }
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("git fetch failed");
-    Err(format!("cannot fetch {reference} from {}: {}", redact(url), last.trim_start_matches("fatal: ")))
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("git fetch failed");
+    Err(format!(
+        "cannot fetch {reference} from {}: {}",
+        redact(url),
+        last.trim_start_matches("fatal: ")
+    ))
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -327,8 +405,14 @@ mod tests {
 
     #[test]
     fn clone_arguments() {
-        assert_eq!(parse_clone(&["web", "--command", "sh", "-c", "x"]), Some(("web", None, "sh -c x".into())));
-        assert_eq!(parse_clone(&["web", "new", "--command", "run"]), Some(("web", Some("new"), "run".into())));
+        assert_eq!(
+            parse_clone(&["web", "--command", "sh", "-c", "x"]),
+            Some(("web", None, "sh -c x".into()))
+        );
+        assert_eq!(
+            parse_clone(&["web", "new", "--command", "run"]),
+            Some(("web", Some("new"), "run".into()))
+        );
         assert_eq!(parse_clone(&["web", "--command"]), None);
         assert_eq!(parse_clone(&["web"]), None);
         assert_eq!(parse_clone(&["a", "b", "c", "--command", "x"]), None);
@@ -339,7 +423,17 @@ mod tests {
         assert_eq!(check_url("https://example.com/r.git", false), Ok("https"));
         assert_eq!(check_url("git@example.com:r.git", false), Ok("ssh"));
         assert_eq!(check_url("file:///srv/r.git", true), Ok("file"));
-        for bad in ["file:///etc", "/srv/r.git", "ext::sh -c id", "fd::3", "-uhttps://x", "ftp://x/r", "http://127.0.0.1/r", "https://localhost/r", ""] {
+        for bad in [
+            "file:///etc",
+            "/srv/r.git",
+            "ext::sh -c id",
+            "fd::3",
+            "-uhttps://x",
+            "ftp://x/r",
+            "http://127.0.0.1/r",
+            "https://localhost/r",
+            "",
+        ] {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_url("ext::sh", true).is_err());
@@ -347,7 +441,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("https://bob:hunter2@example.com/r"), "https://bob:***@example.com/r");
+        assert_eq!(
+            redact("https://bob:hunter2@example.com/r"),
+            "https://bob:***@example.com/r"
+        );
         assert_eq!(redact("https://example.com/r"), "https://example.com/r");
     }
 

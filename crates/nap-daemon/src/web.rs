@@ -1,0 +1,122 @@
+//! The daemon behind the web manager (nap-web) and the router (nap-router):
+//! both go through the same access rule and the same commands as SSH.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nap_core::{AccessError, Action, Caller};
+use nap_web::{BoxFuture, Chunk, Denied, User};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::{AppsError, Daemon, Out};
+
+/// The daemon as nap-web's backend.
+pub struct WebBackend(pub Arc<Daemon>);
+
+fn caller(user: &User) -> Caller {
+    Caller {
+        user: user.name.clone(),
+        admin: user.admin,
+    }
+}
+
+impl nap_web::Backend for WebBackend {
+    fn authenticate(&self, token: &str) -> Option<User> {
+        self.0.authenticate_token(token).map(|c| User {
+            name: c.user,
+            admin: c.admin,
+        })
+    }
+
+    fn access(&self, user: &User, app: &str, write: bool) -> Result<(), Denied> {
+        let action = if write { Action::Write } else { Action::Read };
+        match self.0.apps.existing(&caller(user), app, action) {
+            Ok(_) => Ok(()),
+            Err(AppsError::Access(e @ AccessError::NotYours(_))) => {
+                Err(Denied::Forbidden(e.to_string()))
+            }
+            Err(e) => Err(Denied::NotFound(e.to_string())),
+        }
+    }
+
+    fn run(
+        &self,
+        user: User,
+        args: Vec<String>,
+        output: mpsc::Sender<Chunk>,
+    ) -> BoxFuture<'static, u32> {
+        let daemon = self.0.clone();
+        Box::pin(async move {
+            let caller = caller(&user);
+            let (out_writer, out_reader) = tokio::io::duplex(64 * 1024);
+            let (err_writer, err_reader) = tokio::io::duplex(64 * 1024);
+            let run = async {
+                let mut out = Out::new(Box::new(out_writer), Box::new(err_writer));
+                let words: Vec<&str> = args.iter().map(String::as_str).collect();
+                // Management commands only: git's services are not for the web.
+                let status = crate::commands::run(
+                    &daemon,
+                    &caller,
+                    &words,
+                    Box::new(tokio::io::empty()),
+                    &mut out,
+                )
+                .await;
+                drop(out);
+                status
+            };
+            let (status, (), ()) = tokio::join!(
+                run,
+                pump(out_reader, output.clone(), Chunk::Stdout),
+                pump(err_reader, output, Chunk::Stderr)
+            );
+            status
+        })
+    }
+}
+
+async fn pump(
+    mut reader: tokio::io::DuplexStream,
+    output: mpsc::Sender<Chunk>,
+    make: fn(String) -> Chunk,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                // A closed receiver (the browser left) must not stop the
+                // command: keep draining so it can finish.
+                let _ = output
+                    .send(make(String::from_utf8_lossy(&buffer[..n]).into_owned()))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The daemon as the router's membership: an app's instances that are up.
+pub struct Members(pub Arc<Daemon>);
+
+impl nap_router::Membership for Members {
+    fn instances<'a>(&'a self, app: &'a str) -> nap_router::BoxFuture<'a, Option<Vec<SocketAddr>>> {
+        Box::pin(async move {
+            let up: Vec<SocketAddr> = self
+                .0
+                .runtime
+                .list()
+                .await
+                .into_iter()
+                .filter(|i| i.id.app == app && i.state == nap_runtime::InstanceState::Up)
+                .map(|i| i.address)
+                .collect();
+            if !up.is_empty() {
+                return Some(up);
+            }
+            // Nothing up: an app with no live instance (502) or no app (404).
+            let app = nap_core::AppName::parse(app).ok()?;
+            self.0.apps.record(&app).ok()?.map(|_| Vec::new())
+        })
+    }
+}

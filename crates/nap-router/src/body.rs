@@ -1,0 +1,152 @@
+//! The bodies that flow through the router, without boxing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+
+use crate::pool::Checkin;
+
+/// What the router sends to an instance.
+pub(crate) enum RequestBody {
+    /// No body (most requests).
+    Empty,
+    /// A small body read in full, so the request can be sent again; `None`
+    /// once it has been handed out.
+    Buffered(Option<Bytes>),
+    /// The client's body, streamed as it arrives; it can be sent only once.
+    Streaming(Incoming),
+}
+
+impl RequestBody {
+    /// A fresh copy to send again, if this body can be sent again.
+    pub(crate) fn replay(&self) -> Option<RequestBody> {
+        match self {
+            RequestBody::Empty => Some(RequestBody::Empty),
+            RequestBody::Buffered(bytes) => Some(RequestBody::Buffered(bytes.clone())),
+            RequestBody::Streaming(_) => None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Buffered(bytes) => {
+                Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
+            }
+            RequestBody::Streaming(incoming) => Pin::new(incoming).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Buffered(bytes) => bytes.is_none(),
+            RequestBody::Streaming(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
+            }
+            RequestBody::Streaming(incoming) => incoming.size_hint(),
+        }
+    }
+}
+
+/// What the router sends to a client.
+pub(crate) enum ResponseBody {
+    /// One of the router's own short pages (or nothing, for a 101).
+    Page(Option<Bytes>),
+    /// An instance's body, streamed as it arrives.
+    Upstream(UpstreamBody),
+}
+
+impl ResponseBody {
+    /// An instance's body; `checkin` gives the connection back to the pool
+    /// once the body has been read to its end (and only then: a connection
+    /// with a half-read response cannot carry another request).
+    pub(crate) fn upstream(incoming: Incoming, checkin: Checkin) -> ResponseBody {
+        let mut body = UpstreamBody {
+            incoming,
+            checkin: Some(checkin),
+        };
+        // hyper does not poll a body that says it is empty (HEAD, 204,
+        // `Content-Length: 0`), so the end has to be noticed here.
+        if body.incoming.is_end_stream() {
+            body.finish();
+        }
+        ResponseBody::Upstream(body)
+    }
+}
+
+/// An instance's response body and the connection it arrives on.
+pub(crate) struct UpstreamBody {
+    incoming: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        if let Some(checkin) = self.checkin.take() {
+            checkin.finish();
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Page(bytes) => {
+                Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
+            }
+            ResponseBody::Upstream(body) => {
+                let frame = Pin::new(&mut body.incoming).poll_frame(cx);
+                match &frame {
+                    // hyper stops polling once `is_end_stream` says so, so
+                    // the end may be the last frame rather than a `None`.
+                    Poll::Ready(None) => body.finish(),
+                    Poll::Ready(Some(Ok(_))) if body.incoming.is_end_stream() => body.finish(),
+                    // A broken connection is not given back: dropping the
+                    // checkin drops the connection.
+                    Poll::Ready(Some(Err(_))) => body.checkin = None,
+                    Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+                }
+                frame
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Page(bytes) => bytes.is_none(),
+            ResponseBody::Upstream(body) => body.incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Page(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
+            }
+            ResponseBody::Upstream(body) => body.incoming.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Which app a request is for, from its `Host`.
+
+/// Normalises the configured domain the way hosts are normalised: lower case,
+/// no leading or trailing dots (`.Example.COM.` is `example.com`).
+pub(crate) fn normalise_domain(domain: &str) -> String {
+    domain.trim().trim_matches('.').to_ascii_lowercase()
+}
+
+/// The app named by `host` (a `Host` header value or a URI authority): `APP`
+/// of `APP.<domain>`, lower-cased. The port is ignored, case does not matter
+/// and a trailing dot (a fully qualified name) is tolerated. `None` if `host`
+/// is not exactly one DNS label under `domain` (which must be normalised).
+pub(crate) fn app_name(host: &str, domain: &str) -> Option<String> {
+    // An IPv6 literal never names an app (and its colons are no port).
+    if host.starts_with('[') {
+        return None;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label = if domain.is_empty() {
+        name
+    } else {
+        let (label, rest) = name.split_once('.')?;
+        if !rest.eq_ignore_ascii_case(domain) {
+            return None;
+        }
+        label
+    };
+    let is_label = (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    is_label.then(|| label.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(host: &str, domain: &str, expected: Option<&str>) {
+        assert_eq!(
+            app_name(host, &normalise_domain(domain)).as_deref(),
+            expected,
+            "host {host:?}"
+        );
+    }
+
+    #[test]
+    fn app_under_the_domain() {
+        check("web.localhost", "localhost", Some("web"));
+        check("web.localhost:8000", "localhost", Some("web"));
+        check("WEB.LocalHost:8000", "localhost", Some("web"));
+        check("web.localhost.", "localhost", Some("web"));
+        check("web.localhost.:80", "localhost", Some("web"));
+        check(
+            "my-app2.apps.example.com",
+            "Apps.Example.com.",
+            Some("my-app2"),
+        );
+        check("web.localhost:", "localhost", Some("web"));
+    }
+
+    #[test]
+    fn anything_else_is_no_app() {
+        check("localhost", "localhost", None);
+        check("localhost:8000", "localhost", None);
+        check(".localhost", "localhost", None);
+        check("a.b.localhost", "localhost", None);
+        check("web.example.com", "localhost", None);
+        check("web.localhostx", "localhost", None);
+        check("weblocalhost", "localhost", None);
+        check("we_b.localhost", "localhost", None);
+        check("we b.localhost", "localhost", None);
+        check("web.localhost:80x", "localhost", None);
+        check("[::1]:8000", "localhost", None);
+        check("127.0.0.1:8000", "localhost", None);
+        check("", "localhost", None);
+        check(&format!("{}.localhost", "a".repeat(64)), "localhost", None);
+        check(
+            &format!("{}.localhost", "a".repeat(63)),
+            "localhost",
+            Some(&"a".repeat(63)),
+        );
+    }
+
+    #[test]
+    fn empty_domain_means_bare_labels() {
+        check("web", "", Some("web"));
+        check("web:8000", "", Some("web"));
+        check("web.localhost", "", None);
+    }
+}

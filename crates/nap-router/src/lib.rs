@@ -1,0 +1,104 @@
+//! The HTTP router: `APP.<domain>` balanced over an app's live instances.
+//!
+//! [`serve`] accepts HTTP/1.1 connections, reads the app from the `Host`
+//! header, asks a [`Membership`] where that app's instances are and forwards
+//! the request to one of them, round robin. It behaves like the routers of
+//! Heroku and Dokku (nginx): an instance that refuses the connection is
+//! skipped at once, bodies stream both ways, WebSockets pass through, and the
+//! instance learns the client through `X-Forwarded-*` headers.
+//!
+//! Module map: `host` (which app a `Host` is for), `headers` (hop-by-hop and
+//! forwarding headers), `body` (the bodies that flow through), `pool`
+//! (connections to instances), `proxy` (one request: choose, forward, retry,
+//! upgrade) and `server` (the accept loop, limits and graceful stop).
+//!
+//! **Architecture Invariant:** knows nothing of apps beyond their name and the
+//! addresses [`Membership`] gives; where instances come from (the local
+//! supervisor, etcd) is the daemon's business.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod body;
+mod headers;
+mod host;
+mod pool;
+mod proxy;
+mod server;
+
+/// A boxed, sendable future, so that [`Membership`] can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where an app's instances are; implemented by nap's daemon (the local
+/// supervisor today, etcd in cluster mode later).
+pub trait Membership: Send + Sync + 'static {
+    /// The addresses of `app`'s live instances; `None` if there is no such app.
+    ///
+    /// `Some(vec![])` means the app exists but nothing of it runs (the router
+    /// answers 502 rather than 404). The order should be stable between calls:
+    /// round robin walks it.
+    fn instances<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Option<Vec<SocketAddr>>>;
+}
+
+/// How the router behaves; `Options::default()` is what `nap serve` uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Apps are served at `APP.<domain>`; default `localhost`, so that
+    /// `http://myapp.localhost:8000` works in a browser without DNS.
+    pub domain: String,
+    /// How long to wait for an instance to accept a connection before trying
+    /// the next one; default 3 s.
+    pub connect_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long
+    /// an idle keep-alive connection stays open (hyper starts the clock when
+    /// it starts waiting for a request); default 30 s. This is what stops
+    /// slowloris clients from holding connections forever.
+    pub header_read_timeout: Duration,
+    /// At most this many client connections at once; connections beyond it
+    /// are closed as soon as they are accepted. Default 4096.
+    pub max_connections: usize,
+    /// Request bodies of idempotent requests up to this size are buffered so
+    /// that the request can go to another instance if the first one fails
+    /// after it was sent; larger bodies stream. Default 64 KiB.
+    pub retry_body_limit: usize,
+    /// After `shutdown` completes, how long open connections (in-flight
+    /// requests, WebSocket tunnels) may go on before they are cut; default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            domain: "localhost".to_owned(),
+            connect_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            retry_body_limit: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes.
+///
+/// Then it stops accepting, lets every connection finish the request it is
+/// in (idle keep-alive connections are closed), waits up to
+/// [`Options::shutdown_grace`] for them and cuts whatever is left.
+/// Dropping the returned future cuts all connections at once.
+///
+/// # Errors
+///
+/// Only if the listener itself is unusable (for example it is not listening);
+/// failures of single connections, and transient accept errors such as
+/// running out of file descriptors, are logged and survived.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: Options,
+    membership: Arc<dyn Membership>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::run(listener, options, membership, shutdown).await
+}

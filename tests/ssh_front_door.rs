@@ -159,7 +159,13 @@ fn nothing_reaches_a_shell() {
 fn bad_app_names_are_refused_before_anything_is_created() {
     let nap = Nap::start();
     let alice = nap.user("alice", "ed25519", true);
-    let repo = alice.repo("work", &[("profile", "command: sleep 1000\n")]);
+    let repo = alice.repo(
+        "work",
+        &[(
+            "profile",
+            "command: exec python3 -m http.server --bind 127.0.0.1 $PORT\n",
+        )],
+    );
     let before = nap.tree();
     let seventy = "a".repeat(70);
     for name in [
@@ -197,7 +203,10 @@ fn push_then_clone_back() {
     let repo = alice.repo(
         "work",
         &[
-            ("profile", "command: sleep 1000\n"),
+            (
+                "profile",
+                "command: exec python3 -m http.server --bind 127.0.0.1 $PORT\n",
+            ),
             ("src/a.txt", "hello\n"),
         ],
     );
@@ -216,6 +225,12 @@ fn push_then_clone_back() {
             "hello\n"
         );
         assert_eq!(text(&alice.git(&target, &["rev-parse", "HEAD"])).0, head);
+        let branch = text(&alice.git(&target, &["rev-parse", "--abbrev-ref", "HEAD"])).0;
+        assert_eq!(
+            branch.trim(),
+            "master",
+            "the pushed branch is the default one"
+        );
     }
     let apps = text(&alice.ssh(&["apps"])).0;
     assert!(apps.contains("myapp") && apps.contains("alice"), "{apps}");
@@ -234,7 +249,13 @@ fn another_user_cannot_push_fetch_or_list_the_app() {
     let alice = nap.user("alice", "ed25519", false);
     let bob = nap.user("bob", "ed25519", false);
     let admin = nap.user("root", "ed25519", true);
-    let repo = alice.repo("work", &[("profile", "command: sleep 1000\n")]);
+    let repo = alice.repo(
+        "work",
+        &[(
+            "profile",
+            "command: exec python3 -m http.server --bind 127.0.0.1 $PORT\n",
+        )],
+    );
     assert!(alice.push(&repo, "secret").status.success());
 
     let theirs = bob.repo("theirs", &[("profile", "command: evil\n")]);
@@ -266,7 +287,7 @@ fn another_user_cannot_push_fetch_or_list_the_app() {
     assert!(output.status.success(), "{:?}", text(&output));
     assert_eq!(
         std::fs::read_to_string(admin.home.join("copy/profile")).unwrap(),
-        "command: sleep 1000\n"
+        "command: exec python3 -m http.server --bind 127.0.0.1 $PORT\n"
     );
 }
 

@@ -176,7 +176,23 @@ impl Daemon {
             env: None,
         };
         match self.deploy(&push.app, source, out).await {
-            Ok(_) => 0,
+            Ok(number) => {
+                if number == 1 {
+                    // The first deploy's branch becomes the default branch,
+                    // so `git clone` of the app checks it out.
+                    let branch = update.name.trim_start_matches("refs/heads/");
+                    let head = nap_git::open(
+                        &self.data.repo(push.app.as_str()),
+                        &nap_git::Quarantine::default(),
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|repo| repo.set_head(branch).map_err(|e| e.to_string()));
+                    if let Err(e) = head {
+                        tracing::warn!(app = %push.app, error = %e, "cannot set HEAD");
+                    }
+                }
+                0
+            }
             Err(crate::deploy::Failed) => 1,
         }
     }

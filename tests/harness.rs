@@ -19,6 +19,24 @@ pub fn run(command: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
+/// Runs a command with `input` on its stdin and returns its output.
+pub fn run_with_input(command: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("output")
+}
+
 /// Text of stdout and stderr, for assertions and failure messages.
 pub fn text(output: &Output) -> (String, String) {
     (
@@ -141,23 +159,13 @@ impl Nap {
 
     /// `nap ARGS` with `input` on stdin.
     pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(nap_bin())
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nap");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("nap output")
+        run_with_input(
+            Command::new(nap_bin())
+                .arg("--data")
+                .arg(&self.data)
+                .args(args),
+            input,
+        )
     }
 
     /// Makes a key of `kind` (ed25519, ecdsa, rsa) and registers it for `name`.
@@ -309,23 +317,13 @@ impl User {
 
     /// `ssh ... ARGS` with `input` on stdin.
     pub fn ssh_with_input(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("ssh")
-            .args(self.ssh_options("accept-new"))
-            .arg("iwanna@127.0.0.1")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ssh");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("ssh output")
+        run_with_input(
+            Command::new("ssh")
+                .args(self.ssh_options("accept-new"))
+                .arg("iwanna@127.0.0.1")
+                .args(args),
+            input,
+        )
     }
 
     /// The remote URL of `app`.

@@ -119,8 +119,8 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>) -> std::io::Result<()> 
     let (out_writer, out_reader) = tokio::io::duplex(64 * 1024);
     let (err_writer, err_reader) = tokio::io::duplex(64 * 1024);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(64);
-    let pump_out = pump(out_reader, frames_tx.clone(), Frame::Out);
-    let pump_err = pump(err_reader, frames_tx, Frame::Err);
+    let pump_out = crate::output::pump(out_reader, frames_tx.clone(), Frame::Out);
+    let pump_err = crate::output::pump(err_reader, frames_tx, Frame::Err);
     let writer = async {
         while let Some(frame) = frames_rx.recv().await {
             write_frame(&mut write, &frame).await?;
@@ -157,25 +157,6 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>) -> std::io::Result<()> 
     };
     let mut write = write?;
     write_frame(&mut write, &Frame::Exit(status)).await
-}
-
-async fn pump(
-    mut reader: tokio::io::DuplexStream,
-    frames: mpsc::Sender<Frame>,
-    make: fn(String) -> Frame,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                if frames.send(make(text)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 async fn write_frame(write: &mut (impl AsyncWrite + Unpin), frame: &Frame) -> std::io::Result<()> {

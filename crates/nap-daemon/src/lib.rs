@@ -65,7 +65,7 @@ pub struct Settings {
     pub boot_timeout: Duration,
     /// How long a deploy waits for another deploy of the same app.
     pub deploy_lock_timeout: Duration,
-        /// Whether instances get memory cgroups (when the machine allows).
+    /// Whether instances get memory cgroups (when the machine allows).
     pub cgroups: bool,
     /// Mark the web manager's cookies `Secure` (it is reached over https).
     pub secure_cookies: bool,
@@ -217,7 +217,9 @@ pub async fn serve(
     ));
     let web = nap_web::router(
         Arc::new(web::WebBackend(daemon.clone())),
-        nap_web::Options { secure_cookies: daemon.settings.secure_cookies },
+        nap_web::Options {
+            secure_cookies: daemon.settings.secure_cookies,
+        },
     );
     tasks.spawn(nap_web::serve(http_listener, web, stopped(stop_rx.clone())));
     let router_options = nap_router::Options {

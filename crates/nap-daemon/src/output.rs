@@ -1,6 +1,6 @@
 //! Writing command output: stdout and stderr of one request.
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The two output streams of a command. Write errors are ignored: they mean
 /// the client went away, and the command is cancelled by its caller then.
@@ -56,5 +56,40 @@ impl<'a> Out<'a> {
         &mut (dyn AsyncWrite + Send + Unpin + 'a),
     ) {
         (&mut *self.stdout, &mut *self.stderr)
+    }
+}
+
+/// Turns what a command writes into one of its pipes into messages for a
+/// door that speaks in messages (the control socket's frames, the web's
+/// chunks). It reads until the command closes the pipe, even when the
+/// receiver is gone, so the command is never blocked on a full pipe.
+pub(crate) async fn pump<T>(
+    mut reader: tokio::io::DuplexStream,
+    to: tokio::sync::mpsc::Sender<T>,
+    make: fn(String) -> T,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let _ = to
+                    .send(make(String::from_utf8_lossy(&buffer[..n]).into_owned()))
+                    .await;
+            }
+        }
+    }
+}
+
+impl Out<'_> {
+    /// Writes `value` as pretty JSON to stdout (the `--json` forms).
+    pub async fn json(&mut self, value: &impl serde::Serialize) {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => self.line(&text).await,
+            Err(e) => {
+                self.err(&format!(" !     cannot encode the answer: {e}"))
+                    .await
+            }
+        }
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use nap_core::{AccessError, Action, Caller};
 use nap_web::{BoxFuture, Chunk, Denied, User};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::{AppsError, Daemon, Out};
@@ -68,31 +67,11 @@ impl nap_web::Backend for WebBackend {
             };
             let (status, (), ()) = tokio::join!(
                 run,
-                pump(out_reader, output.clone(), Chunk::Stdout),
-                pump(err_reader, output, Chunk::Stderr)
+                crate::output::pump(out_reader, output.clone(), Chunk::Stdout),
+                crate::output::pump(err_reader, output, Chunk::Stderr)
             );
             status
         })
-    }
-}
-
-async fn pump(
-    mut reader: tokio::io::DuplexStream,
-    output: mpsc::Sender<Chunk>,
-    make: fn(String) -> Chunk,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                // A closed receiver (the browser left) must not stop the
-                // command: keep draining so it can finish.
-                let _ = output
-                    .send(make(String::from_utf8_lossy(&buffer[..n]).into_owned()))
-                    .await;
-            }
-        }
     }
 }
 

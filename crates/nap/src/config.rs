@@ -26,7 +26,7 @@ pub struct FileConfig {
     pub health_grace_ms: Option<u64>,
     pub boot_timeout_secs: Option<u64>,
     pub deploy_lock_timeout_secs: Option<u64>,
-        pub cgroups: Option<bool>,
+    pub cgroups: Option<bool>,
     pub secure_cookies: Option<bool>,
 }
 
@@ -201,7 +201,7 @@ pub fn settings(
         ),
         boot_timeout: Duration::from_secs(file.boot_timeout_secs.unwrap_or(10)),
         deploy_lock_timeout: Duration::from_secs(file.deploy_lock_timeout_secs.unwrap_or(600)),
-                cgroups: file.cgroups.unwrap_or(true),
+        cgroups: file.cgroups.unwrap_or(true),
         secure_cookies: file.secure_cookies.unwrap_or(false),
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nap_core::{Action, AppName, Caller};
 
-use super::{app_for, fail, usage};
+use super::{app_for, fail, lock_for_change, usage};
 use crate::deploy::Source;
 use crate::{Daemon, Out};
 
@@ -98,13 +98,11 @@ async fn change(
     changes: BTreeMap<String, Option<String>>,
     out: &mut Out<'_>,
 ) -> u32 {
-    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
-        Ok(found) => found,
+    let locked = match lock_for_change(daemon, caller, name, out).await {
+        Ok(locked) => locked,
         Err(status) => return status,
     };
-    let Ok(_lock) = daemon.lock_app(&app, out).await else {
-        return 1;
-    };
+    let app = locked.app.clone();
     let mut env = daemon.config(&app);
     for (key, value) in &changes {
         match value {

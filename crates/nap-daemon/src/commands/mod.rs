@@ -183,6 +183,52 @@ pub async fn run(
     }
 }
 
+/// An app locked for a change, with its record read again under the lock (a
+/// deploy may have finished while the command waited).
+pub struct Locked {
+    /// The app.
+    pub app: nap_core::AppName,
+    /// Its record, as of taking the lock.
+    pub record: nap_store::AppRecord,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Locked {
+    /// The running release, or why there is none.
+    pub fn release(&self, daemon: &Daemon) -> Result<nap_store::ReleaseRecord, String> {
+        let app = &self.app;
+        let number = self
+            .record
+            .release
+            .ok_or_else(|| format!("app {app} has no release yet; push it first"))?;
+        daemon
+            .release(app, number)
+            .ok_or_else(|| format!("the record of {app} v{number} is missing"))
+    }
+}
+
+/// Checks name and write access, then takes the app's deploy lock: the
+/// prelude of every command that changes an app.
+pub async fn lock_for_change(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    name: &str,
+    out: &mut Out<'_>,
+) -> Result<Locked, u32> {
+    let (app, _) = app_for(daemon, caller, name, nap_core::Action::Write, out).await?;
+    let Ok(guard) = daemon.lock_app(&app, out).await else {
+        return Err(FAILED);
+    };
+    match daemon.apps.record(&app) {
+        Ok(Some(record)) => Ok(Locked {
+            app,
+            record,
+            _guard: guard,
+        }),
+        _ => Err(fail(out, format!("app {app} does not exist")).await),
+    }
+}
+
 /// Checks name and access for a command on an existing app; prints the
 /// refusal and returns the status to exit with otherwise.
 pub async fn app_for(
@@ -265,8 +311,7 @@ async fn apps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Ou
         })
         .collect();
     if json {
-        out.line(&serde_json::to_string_pretty(&rows).unwrap_or_default())
-            .await;
+        out.json(&rows).await;
         return 0;
     }
     out.line(&format!(

@@ -8,7 +8,7 @@ use nap_runtime::Instance;
 use nap_store::AppRecord;
 use serde::Serialize;
 
-use super::{app_for, fail, usage};
+use super::{app_for, fail, lock_for_change, usage};
 use crate::deploy::release_name;
 use crate::{Daemon, Out};
 
@@ -170,8 +170,7 @@ pub async fn ps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut 
                 limit_enforced: i.limit_enforced,
             })
             .collect();
-        out.line(&serde_json::to_string_pretty(&rows).unwrap_or_default())
-            .await;
+        out.json(&rows).await;
         return 0;
     }
     out.line(&format!(
@@ -216,24 +215,16 @@ pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
         },
         _ => return usage(out, "scale").await,
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
-        Ok(found) => found,
+    let mut locked = match lock_for_change(daemon, caller, name, out).await {
+        Ok(locked) => locked,
         Err(status) => return status,
     };
-    let Ok(_lock) = daemon.lock_app(&app, out).await else {
-        return 1;
+    let release = match locked.release(daemon) {
+        Ok(release) => release,
+        Err(message) => return fail(out, message).await,
     };
-    // Read again under the lock: a deploy may have just finished.
-    let Ok(Some(mut record)) = daemon.apps.record(&app) else {
-        return fail(out, format!("app {app} does not exist")).await;
-    };
-    let Some(number) = record.release else {
-        return fail(out, format!("app {app} has no release yet; push it first")).await;
-    };
-    let Some(release) = daemon.release(&app, number) else {
-        return fail(out, format!("the record of {app} v{number} is missing")).await;
-    };
-    let current = daemon.desired(&app, &record);
+    let (app, number) = (locked.app.clone(), release.number);
+    let current = daemon.desired(&app, &locked.record);
     let max = daemon.settings.max_scale;
     let target = match target_scale(spec, current) {
         Some(target) if target <= max => target,
@@ -275,8 +266,8 @@ pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
         out.err(&format!("-----> Stopped {stopped} instance(s)"))
             .await;
     }
-    record.scale_override = Some(target);
-    if let Err(e) = daemon.apps.save(&app, &record) {
+    locked.record.scale_override = Some(target);
+    if let Err(e) = daemon.apps.save(&app, &locked.record) {
         return fail(out, e).await;
     }
     out.line(&format!(
@@ -296,29 +287,25 @@ pub async fn restart(
     let [name] = args else {
         return usage(out, "restart").await;
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
-        Ok(found) => found,
+    let locked = match lock_for_change(daemon, caller, name, out).await {
+        Ok(locked) => locked,
         Err(status) => return status,
     };
-    let Ok(_lock) = daemon.lock_app(&app, out).await else {
-        return 1;
+    let release = match locked.release(daemon) {
+        Ok(release) => release,
+        Err(message) => return fail(out, message).await,
     };
-    let Ok(Some(record)) = daemon.apps.record(&app) else {
-        return fail(out, format!("app {app} does not exist")).await;
-    };
-    let Some(release) = record.release.and_then(|n| daemon.release(&app, n)) else {
-        return fail(out, format!("app {app} has no release yet; push it first")).await;
-    };
-    let old = daemon.instances(&app).await;
+    let (app, record) = (&locked.app, &locked.record);
+    let old = daemon.instances(app).await;
     out.err(&format!(
         "-----> Restarting {app} (v{}), one instance at a time",
         release.number
     ))
     .await;
     // Rolling: a fresh process for each index, healthy before the old one goes.
-    for index in 1..=daemon.desired(&app, &record) {
+    for index in 1..=daemon.desired(app, record) {
         if daemon
-            .start_instances(&app, &release, &[index], out)
+            .start_instances(app, &release, &[index], out)
             .await
             .is_err()
         {
@@ -334,7 +321,7 @@ pub async fn restart(
             .map(|i| i.id.clone())
             .collect();
         daemon
-            .stop_instances(&app, |i| retired.contains(&i.id))
+            .stop_instances(app, |i| retired.contains(&i.id))
             .await;
     }
     out.line(&format!("{app} restarted")).await;
@@ -362,14 +349,12 @@ pub async fn destroy(
         }
         _ => return usage(out, "destroy").await,
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
-        Ok(found) => found,
+    let locked = match lock_for_change(daemon, caller, name, out).await {
+        Ok(locked) => locked,
         Err(status) => return status,
     };
-    let Ok(_lock) = daemon.lock_app(&app, out).await else {
-        return 1;
-    };
-    let stopped = daemon.remove_app(&app).await;
+    let app = &locked.app;
+    let stopped = daemon.remove_app(app).await;
     out.line(&format!("{app} destroyed ({stopped} instance(s) stopped)"))
         .await;
     0

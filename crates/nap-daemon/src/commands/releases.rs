@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nap_core::{Action, Caller};
 
-use super::{app_for, fail, usage};
+use super::{app_for, fail, lock_for_change, usage};
 use crate::deploy::Source;
 use crate::{Daemon, Out};
 
@@ -71,8 +71,7 @@ pub async fn releases(
         })
         .collect();
     if json {
-        out.line(&serde_json::to_string_pretty(&rows).unwrap_or_default())
-            .await;
+        out.json(&rows).await;
         return 0;
     }
     out.line(&format!(
@@ -115,16 +114,11 @@ pub async fn rollback(
         },
         _ => return usage(out, "rollback").await,
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Write, out).await {
-        Ok(found) => found,
+    let locked = match lock_for_change(daemon, caller, name, out).await {
+        Ok(locked) => locked,
         Err(status) => return status,
     };
-    let Ok(_lock) = daemon.lock_app(&app, out).await else {
-        return 1;
-    };
-    let Ok(Some(record)) = daemon.apps.record(&app) else {
-        return fail(out, format!("app {app} does not exist")).await;
-    };
+    let (app, record) = (locked.app.clone(), &locked.record);
     let Some(current) = record.release else {
         return fail(out, format!("app {app} has no release to roll back from")).await;
     };

@@ -14,6 +14,11 @@ command -v python3 >/dev/null || need+=(python3)
 # The web manager's browser tests drive headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# The fleet backend's tests run real etcd, and rendered units under a real
+# systemd user manager (whose units fetch with curl).
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive

@@ -55,10 +55,16 @@ pub struct Nap {
     child: Option<Child>,
     log: PathBuf,
     ports: String,
+    extra: Vec<String>,
 }
 
 impl Nap {
     pub fn start() -> Nap {
+        Nap::start_with(&[])
+    }
+
+    /// Starts a daemon with extra `nap serve` arguments (e.g. `--config FILE`).
+    pub fn start_with(extra: &[&str]) -> Nap {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut nap = Nap {
@@ -69,8 +75,10 @@ impl Nap {
             child: None,
             log: dir.path().join("serve.log"),
             ports: String::new(),
+            extra: Vec::new(),
             dir,
         };
+        nap.extra = extra.iter().map(|a| (*a).to_owned()).collect();
         nap.spawn(0);
         nap
     }
@@ -98,6 +106,7 @@ impl Nap {
             .args(["--ports", &self.ports])
             .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--router", &format!("127.0.0.1:{}", self.router_port)])
+            .args(&self.extra)
             .env("NAP_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -489,8 +498,9 @@ pub fn http(
     request.push_str("\r\n");
     request.push_str(body);
     stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).ok()?;
+    let response = String::from_utf8_lossy(&bytes);
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response
         .split_once("\r\n\r\n")

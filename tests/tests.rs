@@ -6,6 +6,7 @@ mod harness;
 mod webdriver;
 
 mod deploy;
+mod fleet;
 mod operate;
 mod similar;
 mod ssh_front_door;

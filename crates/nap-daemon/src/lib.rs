@@ -8,6 +8,7 @@ mod apps;
 mod commands;
 pub mod control;
 mod deploy;
+pub mod fleet;
 mod gate;
 mod git_exec;
 pub mod hook;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub cgroups: bool,
     /// Mark the web manager's cookies `Secure` (it is reached over https).
     pub secure_cookies: bool,
+    /// Run instances across a fleet cluster instead of the local supervisor.
+    pub fleet: Option<fleet::FleetSettings>,
 }
 
 /// Something stopped the daemon from starting or running.
@@ -96,6 +99,9 @@ pub enum ServeError {
     /// The users file could not be read.
     #[error(transparent)]
     Users(#[from] users::UsersError),
+    /// The fleet runtime's settings are wrong.
+    #[error("fleet: {0}")]
+    Fleet(nap_fleet::FleetSetupError),
     /// The supervisor could not start.
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] nap_supervisor::NewError),
@@ -121,6 +127,10 @@ pub struct Daemon {
     pushes: hook::Pushes,
     runtime: Arc<dyn nap_runtime::Runtime>,
     tokens: tokens::TokenBook,
+    /// Signs release tarball tokens (`DATA/secret`).
+    secret: String,
+    /// In fleet mode with etcd: where the sidekicks publish instances.
+    etcd: Option<nap_fleet::EtcdClient>,
     /// One lock per app: deploys of an app wait for each other.
     deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -141,15 +151,46 @@ impl Daemon {
             nap_store::create_dir(&dir)?;
         }
         let users = users::UserBook::load(data.users_file())?;
-        let mut config =
-            nap_supervisor::Config::new(settings.ports.clone(), data.logs(), data.run());
-        if !settings.cgroups {
-            config.cgroups = nap_supervisor::CgroupMode::Off;
-        }
-        let runtime = Arc::new(nap_runtime::Local::new(
-            nap_supervisor::Supervisor::new(config).await?,
-        ));
+        let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
+        let runtime: Arc<dyn nap_runtime::Runtime> = match &settings.fleet {
+            None => {
+                let mut config =
+                    nap_supervisor::Config::new(settings.ports.clone(), data.logs(), data.run());
+                if !settings.cgroups {
+                    config.cgroups = nap_supervisor::CgroupMode::Off;
+                }
+                Arc::new(nap_runtime::Local::new(
+                    nap_supervisor::Supervisor::new(config).await?,
+                ))
+            }
+            Some(cluster) => {
+                let signing = secret.clone();
+                let config = nap_fleet::FleetConfig {
+                    fleet_endpoint: cluster.endpoint.clone(),
+                    etcd_endpoints: cluster.etcd_endpoints.clone(),
+                    nap_url: cluster.nap_url.clone(),
+                    tarballs: Arc::new(move |app: &str, release: &str| {
+                        Ok::<_, String>(fleet::release_token(&signing, app, release))
+                    }),
+                };
+                let options = nap_fleet::FleetOptions {
+                    ports: settings.ports.clone(),
+                    ..Default::default()
+                };
+                Arc::new(nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?)
+            }
+        };
+        let etcd = match &settings.fleet {
+            Some(cluster) if !cluster.etcd_endpoints.is_empty() => Some(
+                nap_fleet::EtcdClient::new(&cluster.etcd_endpoints).map_err(|e| {
+                    ServeError::Fleet(nap_fleet::FleetSetupError::Invalid(e.to_string()))
+                })?,
+            ),
+            _ => None,
+        };
         Ok(Daemon {
+            etcd,
+            secret,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
             deploy_locks: std::sync::Mutex::default(),
@@ -215,13 +256,23 @@ pub async fn serve(
         gate,
         stopped(stop_rx.clone()),
     ));
+    let tarballs = axum::Router::new()
+        .route(
+            "/api/apps/{app}/releases/{release}/tarball",
+            axum::routing::get(fleet::tarball),
+        )
+        .with_state(daemon.clone());
     let web = nap_web::router(
         Arc::new(web::WebBackend(daemon.clone())),
         nap_web::Options {
             secure_cookies: daemon.settings.secure_cookies,
         },
     );
-    tasks.spawn(nap_web::serve(http_listener, web, stopped(stop_rx.clone())));
+    tasks.spawn(nap_web::serve(
+        http_listener,
+        web.merge(tarballs),
+        stopped(stop_rx.clone()),
+    ));
     let router_options = nap_router::Options {
         domain: daemon.settings.domain.clone(),
         ..nap_router::Options::default()

@@ -81,6 +81,12 @@ pub struct Members(pub Arc<Daemon>);
 impl nap_router::Membership for Members {
     fn instances<'a>(&'a self, app: &'a str) -> nap_router::BoxFuture<'a, Option<Vec<SocketAddr>>> {
         Box::pin(async move {
+            // In a cluster, the sidekicks' etcd keys say where instances serve.
+            if let Some(etcd) = &self.0.etcd {
+                let app = nap_core::AppName::parse(app).ok()?;
+                self.0.apps.record(&app).ok()??;
+                return Some(etcd.instances(app.as_str()).await.unwrap_or_default());
+            }
             let up: Vec<SocketAddr> = self
                 .0
                 .runtime

@@ -28,6 +28,11 @@ pub struct FileConfig {
     pub deploy_lock_timeout_secs: Option<u64>,
     pub cgroups: Option<bool>,
     pub secure_cookies: Option<bool>,
+    /// `local` (default) or `fleet`.
+    pub runtime: Option<String>,
+    pub fleet_endpoint: Option<String>,
+    pub etcd_endpoints: Option<Vec<String>>,
+    pub fleet_nap_url: Option<String>,
 }
 
 impl FileConfig {
@@ -160,6 +165,22 @@ pub fn settings(
             domain.escape_debug()
         );
     }
+    let fleet = match file.runtime.as_deref().unwrap_or("local") {
+        "local" => None,
+        "fleet" => Some(nap_daemon::fleet::FleetSettings {
+            endpoint: file.fleet_endpoint.context(
+                "runtime: fleet needs fleet_endpoint (http://host:port or unix:///path)",
+            )?,
+            etcd_endpoints: file.etcd_endpoints.unwrap_or_default(),
+            nap_url: file.fleet_nap_url.context(
+                "runtime: fleet needs fleet_nap_url, nap's HTTP address as the machines reach it",
+            )?,
+        }),
+        other => bail!(
+            "runtime '{}': expected local or fleet",
+            other.escape_debug()
+        ),
+    };
     let nap_bin = std::env::current_exe().context("cannot find the nap binary itself")?;
     Ok(nap_daemon::Settings {
         data,
@@ -203,5 +224,6 @@ pub fn settings(
         deploy_lock_timeout: Duration::from_secs(file.deploy_lock_timeout_secs.unwrap_or(600)),
         cgroups: file.cgroups.unwrap_or(true),
         secure_cookies: file.secure_cookies.unwrap_or(false),
+        fleet,
     })
 }

@@ -118,6 +118,14 @@ pub async fn logs(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mu
         Ok(found) => found,
         Err(status) => return status,
     };
+    if daemon.runtime.name() != "local" {
+        out.err(&format!(
+            " !     {app}'s instances run on the cluster's machines; their output is in each machine's journal: \
+             journalctl -u '{app}@*' there ('ps {app}' shows the machines)"
+        ))
+        .await;
+        return 1;
+    }
     let dir = daemon.data.app_logs(app.as_str());
     let files = log_files(&dir, app.as_str(), options.instance);
     let mut merged = Vec::new();

@@ -17,7 +17,7 @@ mod figures;
 mod report;
 mod servers;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
@@ -56,7 +56,7 @@ usage: nap-bench [--quick] [--runs N] [--only NAME[,NAME...]] [--mkrepo PATH] [-
   --quick       3 runs per figure instead of 5
   --runs N      N measured runs per figure
   --only NAME   run only these figures: small, big, checkout, sessions, scale, rss (repeatable)
-  --mkrepo PATH the repository generator [default: /work/shared/mkrepo.py or $NAP_BENCH_MKREPO]
+  --mkrepo PATH the repository generator [default: $NAP_BENCH_MKREPO, else shared/mkrepo.py beside the checkout]
   --no-build    do not run `cargo build --release -p nap` first
   --nap PATH    the nap binary [default: next to this binary, i.e. target/release/nap]
   --repack      repack the generated big repository (the client then reuses its deltas,
@@ -67,8 +67,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
     let mut options = Options {
         runs: 5,
         only: Vec::new(),
-        mkrepo: std::env::var_os("NAP_BENCH_MKREPO")
-            .map_or_else(|| PathBuf::from("/work/shared/mkrepo.py"), PathBuf::from),
+        mkrepo: std::env::var_os("NAP_BENCH_MKREPO").map_or_else(default_mkrepo, PathBuf::from),
         no_build: false,
         nap: None,
         serve_args: Vec::new(),
@@ -188,4 +187,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `shared/mkrepo.py` beside the checkout (the project's shared folder sits next
+/// to the repository's own).
+fn default_mkrepo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/mkrepo.py")
 }

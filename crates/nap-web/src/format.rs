@@ -1,7 +1,8 @@
 //! Numbers as people read them: times, durations, sizes.
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
-pub(crate) fn utc(secs: u64) -> String {
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC`; the daemon's
+/// `releases` prints times the same way.
+pub fn utc(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let (year, month, day) = civil(days);
     format!(

@@ -80,6 +80,7 @@ mod actions;
 mod api;
 mod command;
 mod format;
+pub use format::utc;
 mod html;
 mod names;
 mod ops;

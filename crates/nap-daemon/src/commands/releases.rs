@@ -8,30 +8,6 @@ use super::{app_for, fail, lock_for_change, usage};
 use crate::deploy::Source;
 use crate::{Daemon, Out};
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
-pub fn utc(secs: u64) -> String {
-    let days = secs / 86400;
-    let (year, month, day) = civil(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs % 86400 / 3600,
-        secs % 3600 / 60
-    )
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 /// One row of `releases --json`.
 #[derive(serde::Serialize)]
 struct ReleaseRow {
@@ -86,7 +62,7 @@ pub async fn releases(
             row.number,
             row.commit.get(..7).unwrap_or(&row.commit),
             row.pusher,
-            utc(row.time),
+            nap_web::utc(row.time),
             row.note
         ))
         .await;
@@ -167,14 +143,5 @@ pub async fn rollback(
             0
         }
         Err(_) => 1,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(super::utc(1_795_000_000), "2026-11-18 11:06 UTC");
     }
 }

@@ -81,27 +81,26 @@ pub struct Members(pub Arc<Daemon>);
 impl nap_router::Membership for Members {
     fn instances<'a>(&'a self, app: &'a str) -> nap_router::BoxFuture<'a, Option<Vec<SocketAddr>>> {
         Box::pin(async move {
-            // In a cluster, the sidekicks' etcd keys say where instances serve.
-            if let Some(etcd) = &self.0.etcd {
-                let app = nap_core::AppName::parse(app).ok()?;
-                self.0.apps.record(&app).ok()??;
-                return Some(etcd.instances(app.as_str()).await.unwrap_or_default());
-            }
-            let up: Vec<SocketAddr> = self
-                .0
-                .runtime
-                .list()
-                .await
-                .into_iter()
-                .filter(|i| i.id.app == app && i.state == nap_runtime::InstanceState::Up)
-                .map(|i| i.address)
-                .collect();
+            let name = nap_core::AppName::parse(app).ok()?;
+            let up: Vec<SocketAddr> = match &self.0.etcd {
+                // In a cluster, the sidekicks' etcd keys say where instances serve.
+                Some(etcd) => etcd.instances(name.as_str()).await.unwrap_or_default(),
+                None => self
+                    .0
+                    .runtime
+                    .list()
+                    .await
+                    .into_iter()
+                    .filter(|i| i.id.app == app && i.state == nap_runtime::InstanceState::Up)
+                    .map(|i| i.address)
+                    .collect(),
+            };
             if !up.is_empty() {
                 return Some(up);
             }
             // Nothing up: an app with no live instance (502) or no app (404).
-            let app = nap_core::AppName::parse(app).ok()?;
-            self.0.apps.record(&app).ok()?.map(|_| Vec::new())
+            // Only then is its record read: no file read per routed request.
+            self.0.apps.record(&name).ok()?.map(|_| Vec::new())
         })
     }
 }

@@ -12,5 +12,5 @@ if ! command -v git >/dev/null; then
         exit 1
     fi
 fi
-cargo build --release -p nap
-exec target/release/nap serve "$@"
+# `cargo run` finds the binary wherever the target directory is.
+exec cargo run --quiet --release -p nap -- serve "$@"

@@ -91,7 +91,9 @@ impl Nap {
         static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         if self.ports.is_empty() {
             let n = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let first = 21000 + (n % 400) * 100;
+            // 21000-29999: below the kernel's ephemeral ports (32768 and
+            // up), which any client socket may be holding.
+            let first = 21000 + (n % 90) * 100;
             self.ports = format!("{first}-{}", first + 99);
         }
         let log = std::fs::OpenOptions::new()

@@ -65,7 +65,7 @@ async fn instances_left_by_a_crashed_daemon_are_stopped() {
     .expect("record");
     fs::write(state_dir.join("junk@1-1.json"), "not json").expect("record");
 
-    let mut config = Config::new(47000..47010, dir.path().join("logs"), state_dir.clone());
+    let mut config = Config::new(30000..30010, dir.path().join("logs"), state_dir.clone());
     config.stop_grace = Duration::from_secs(2);
     let supervisor = Supervisor::new(config).await.expect("supervisor");
 

@@ -39,10 +39,14 @@ print("listening on", os.environ["PORT"], flush=True)
 server.serve_forever()
 "#;
 
-/// Each fixture gets its own ports, so that tests running side by side never compete.
+/// Each fixture gets its own ports, so that tests running side by side never
+/// compete. They lie below the kernel's ephemeral range (32768 and up), where
+/// any client socket on the machine may hold a port and make a test that
+/// counts on a free one fail; the end-to-end tests use 21000-29999.
 fn next_port_range() -> Range<u16> {
-    static NEXT: AtomicU16 = AtomicU16::new(47100);
-    let start = NEXT.fetch_add(20, Ordering::Relaxed);
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 130;
+    let start = 30100 + n * 20;
     start..start + 20
 }
 

@@ -414,10 +414,11 @@ impl Daemon {
     }
 }
 
-/// Whether a new instance is healthy: alive after `grace`, and accepting on
-/// its port. One that does not listen yet gets until `boot` to start (apps
-/// that load a lot before they listen); one that is still alive then but
-/// listens nowhere is a worker, and healthy too. Returns whether it listens.
+/// Whether a new instance is healthy: accepting on its port (checked from
+/// the start), or alive after `grace`. One that does not listen yet gets
+/// until `boot` to start (apps that load a lot before they listen); one that
+/// is still alive then but listens nowhere is a worker, and healthy too.
+/// Returns whether it listens.
 async fn healthy(
     runtime: &dyn nap_runtime::Runtime,
     started: &nap_runtime::Started,
@@ -436,7 +437,7 @@ async fn healthy(
         if tokio::time::Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     // Still the same process, and not listening elsewhere?
     runtime

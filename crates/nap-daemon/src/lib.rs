@@ -59,7 +59,8 @@ pub struct Settings {
     pub ports: std::ops::Range<u16>,
     /// Most instances of one app.
     pub max_scale: u32,
-    /// How long a new instance must stay alive to count as healthy.
+    /// How long a new instance that does not accept on its port yet must stay
+    /// alive to count as healthy (one that accepts is healthy at once).
     pub health_grace: Duration,
     /// How long a new instance may take to listen on its port; one alive but
     /// not listening by then counts as a worker.

@@ -1,14 +1,13 @@
 //! Deciding whether a freshly started instance is healthy.
 //!
-//! An instance is healthy when, at the end of the grace period, the process it started with is
-//! still running (it has not exited or been restarted since), and either a TCP connection to
-//! `127.0.0.1:PORT` succeeds or none of its processes listens on any TCP port (a worker that
-//! does not serve HTTP). An instance that listens, but on another port, is unhealthy: it would
-//! never get traffic from the router.
+//! An instance is healthy as soon as a TCP connection to `127.0.0.1:PORT` succeeds while the
+//! process it started with is still running (it has not exited or been restarted since): the
+//! port is tried every [`READY_POLL`] from the start, as Heroku takes a web process for up
+//! once it binds `$PORT`. One that has not accepted a connection by the end of the grace period
+//! is healthy if it is still running and none of its processes listens on any TCP port (a
+//! worker that does not serve HTTP; the caller may wait longer for a slow starter). An instance
+//! that listens, but on another port, is unhealthy: it would never get traffic from the router.
 //!
-//! The port is checked once, at the end of the grace period: an app that answered early but
-//! dies before the grace is over is not healthy, and one that has not bound its port by then is
-//! taken for a worker (the grace period is the deploy's promise of how long starting takes).
 //! An exit during the grace period is reported at once, without waiting for the rest of it.
 
 use std::net::Ipv4Addr;
@@ -17,7 +16,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
 
 use crate::cgroup::Cgroup;
 use crate::group::Group;
@@ -65,6 +64,13 @@ pub(crate) struct HealthWatch {
 /// How long one connection attempt to the app's port may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the port is tried during the grace period. A refused connection to 127.0.0.1
+/// costs a few microseconds and never reaches the app.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// How long one of those tries may take (a full accept backlog makes connect wait).
+const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Runs the health check; on success returns the run that was found healthy.
 pub(crate) async fn check(watch: HealthWatch, grace: Duration) -> Result<u64, Unhealthy> {
     let HealthWatch {
@@ -87,6 +93,8 @@ pub(crate) async fn check(watch: HealthWatch, grace: Duration) -> Result<u64, Un
     };
 
     let deadline = Instant::now() + grace;
+    let mut poll = interval(READY_POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = sleep_until(deadline) => break,
@@ -94,6 +102,21 @@ pub(crate) async fn check(watch: HealthWatch, grace: Duration) -> Result<u64, Un
                 let now = lifecycle.borrow_and_update().clone();
                 if changed.is_err() || now.run != first.run || now.pgid.is_none() || now.stopped {
                     return Err(unhealthy(not_running(&now)));
+                }
+            }
+            _ = poll.tick() => {
+                let ready = timeout(
+                    READY_CONNECT_TIMEOUT,
+                    TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
+                )
+                .await;
+                if matches!(ready, Ok(Ok(_))) {
+                    // Accepting; still the process that was started?
+                    let now = lifecycle.borrow_and_update().clone();
+                    if now.run != first.run || now.pgid.is_none() || now.stopped {
+                        return Err(unhealthy(not_running(&now)));
+                    }
+                    return Ok(first.run);
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! `wait_healthy`: alive at the end of the grace period, and listening on $PORT if listening.
+//! `wait_healthy`: accepting on $PORT (from the start), or alive at the end of the grace period
+//! and listening nowhere.
 
 use std::time::Duration;
 
@@ -27,6 +28,33 @@ async fn a_server_on_its_port_is_healthy() {
         .wait_healthy(&started.id, GRACE)
         .await
         .expect("healthy");
+    assert_eq!(
+        fixture.status(&started.id).await.map(|s| s.state),
+        Some(InstanceState::Up)
+    );
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_is_healthy_once_it_accepts_without_waiting_out_the_grace() {
+    let fixture = Fixture::new().await;
+    fixture.write("server.py", SERVER_PY);
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("web", 1, "python3 server.py"))
+        .await
+        .expect("start");
+    // An hour's grace: only the accepted connection can end this wait. The outer timeout
+    // turns a regression into a failure instead of a hung test.
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        fixture
+            .supervisor
+            .wait_healthy(&started.id, Duration::from_secs(3600)),
+    )
+    .await
+    .expect("healthy once the port accepts, not after the grace");
+    waited.expect("healthy");
     assert_eq!(
         fixture.status(&started.id).await.map(|s| s.state),
         Some(InstanceState::Up)

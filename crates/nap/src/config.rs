@@ -82,7 +82,8 @@ pub struct ServeFlags {
     /// Most instances of one app [default: 64].
     #[arg(long, value_name = "N")]
     pub max_scale: Option<u32>,
-    /// Milliseconds a new instance must stay up to count as healthy [default: 1000].
+    /// Milliseconds a new instance that does not accept on $PORT yet must stay up to count as
+    /// healthy; one that accepts is healthy at once [default: 1000].
     #[arg(long, value_name = "MS")]
     pub health_grace_ms: Option<u64>,
 }

@@ -45,7 +45,11 @@ pub(crate) fn record_path(state_dir: &Path, stem: &str) -> PathBuf {
     state_dir.join(format!("{stem}.json"))
 }
 
-/// Writes a record atomically: a temporary file in the same directory, fsync, rename.
+/// Writes a record: a temporary file in the same directory, renamed over the record, so that
+/// a reader never sees half of one. No fsync: a record only serves to stop orphans after the
+/// daemon died, and one lost with the whole machine is harmless (its processes died too); an
+/// unreadable one is skipped. The fsync was a millisecond or more per start, inside the
+/// supervisor's loop.
 pub(crate) fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     let json = serde_json::to_vec(record).map_err(io::Error::other)?;
     let mut temporary = path.as_os_str().to_owned();
@@ -54,7 +58,6 @@ pub(crate) fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     let mut file = fs::File::create(&temporary)?;
     file.write_all(&json)?;
     file.write_all(b"\n")?;
-    file.sync_all()?;
     fs::rename(&temporary, path)
 }
 

@@ -1,11 +1,12 @@
 //! One run of an instance: spawning its process, and watching it until it exits or is stopped.
 //!
-//! The command runs under a small `/bin/sh` wrapper:
+//! The command runs under a small `/bin/sh` wrapper (`$3` is `exec ` for a simple command,
+//! see [`execs`], and empty otherwise):
 //!
 //! ```sh
 //! trap 'exit 143' TERM
 //! [ -z "$2" ] || echo $$ > "$2/cgroup.procs" || exit 97
-//! eval "set --; $1"
+//! eval "set --; $3$1"
 //! ```
 //!
 //! - The wrapper moves itself into the instance's cgroup (when there is one) before the app
@@ -17,6 +18,10 @@
 //!   gets to it. (The app itself gets the default SIGTERM disposition: a caught signal is
 //!   reset by exec.)
 //! - `eval` runs the command in the wrapper shell itself, with no positional parameters left.
+//! - A simple command (`python3 app.py --port $PORT`) is exec'd: the app becomes the group
+//!   leader and our child, with no shell left behind it (one fork less per start, and the
+//!   pid that `ps` shows is the app's). Lists, pipelines, `&&`, assignments and builtins keep
+//!   the shell and the trap above.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -47,8 +52,29 @@ fn wrapper_script() -> String {
     format!(
         "trap 'exit 143' TERM\n\
          [ -z \"$2\" ] || echo $$ > \"$2/cgroup.procs\" || exit {JOIN_FAILED_STATUS}\n\
-         eval \"set --; $1\"\n"
+         eval \"set --; $3$1\"\n"
     )
+}
+
+/// Words that the shell runs itself: `exec WORD` would look for a program of that name.
+const SHELL_WORDS: [&str; 36] = [
+    "!", ".", ":", "[[", "alias", "break", "case", "cd", "command", "continue", "do", "done",
+    "elif", "else", "esac", "eval", "exec", "exit", "export", "fi", "for", "getopts", "if",
+    "local", "read", "readonly", "return", "set", "shift", "source", "then", "trap", "ulimit",
+    "umask", "until", "while",
+];
+
+/// Whether `command` is one simple command that the wrapper can `exec`: no list, pipeline,
+/// subshell, group, command substitution or background job, no leading assignment, and not a
+/// shell builtin or keyword.
+pub(crate) fn execs(command: &str) -> bool {
+    const COMPOUND: [char; 9] = [';', '&', '|', '(', ')', '{', '}', '`', '\n'];
+    let Some(first) = command.split_whitespace().next() else {
+        return false;
+    };
+    // `2>&1` and `<&3` duplicate descriptors; any other `&` is a list or a background job.
+    let without_dups = command.replace(">&", ">").replace("<&", "<");
+    !without_dups.contains(COMPOUND) && !first.contains('=') && !SHELL_WORDS.contains(&first)
 }
 
 /// Starts the instance's process: the leader of a new process group, stdin from /dev/null,
@@ -62,6 +88,7 @@ pub(crate) fn spawn(spec: &InstanceSpec, port: u16, cgroup: Option<&Cgroup>) -> 
         .arg("sh")
         .arg(&spec.command)
         .arg(cgroup.map(|c| c.dir().as_os_str()).unwrap_or_default())
+        .arg(if execs(&spec.command) { "exec " } else { "" })
         .current_dir(&spec.cwd)
         .env_clear();
     for key in INHERITED_ENV {
@@ -243,6 +270,41 @@ mod tests {
             describe_exit(killed(9), false, false, None),
             "killed by SIGKILL"
         );
+    }
+
+    #[test]
+    fn only_simple_commands_are_execd() {
+        for simple in [
+            "python3 server.py",
+            "python3 -m http.server $PORT",
+            "  gunicorn 'app:app' --bind 127.0.0.1:$PORT",
+            "node index.js > /dev/null 2>&1",
+            "./bin/web --name=web",
+        ] {
+            assert!(execs(simple), "{simple}");
+        }
+        for compound in [
+            "",
+            "   ",
+            "echo hi; sleep 300",
+            "cd web && python3 app.py",
+            "a | b",
+            "sleep 300 &",
+            "sleep 300 >& /dev/null &",
+            "(python3 app.py)",
+            "{ python3 app.py; }",
+            "python3 $(which app)",
+            "python3 `which app`",
+            "echo one\necho two",
+            "FOO=bar python3 app.py",
+            "exec python3 app.py",
+            "cd web",
+            "if true; then sleep 1; fi",
+            "while true",
+            "! false",
+        ] {
+            assert!(!execs(compound), "{compound:?}");
+        }
     }
 
     #[test]

@@ -185,3 +185,39 @@ async fn bad_specs_are_refused_before_anything_runs() {
     }
     assert!(fixture.supervisor.list().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_simple_command_is_the_process_itself_and_a_list_keeps_its_shell() {
+    let fixture = Fixture::new().await;
+    let comm = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .expect("comm")
+            .trim()
+            .to_owned()
+    };
+    let simple = fixture
+        .supervisor
+        .start(fixture.spec("worker", 1, "sleep 300"))
+        .await
+        .expect("start");
+    let list = fixture
+        .supervisor
+        .start(fixture.spec("worker", 2, "echo starting; sleep 300"))
+        .await
+        .expect("start");
+    for started in [&simple, &list] {
+        fixture
+            .supervisor
+            .wait_healthy(&started.id, Duration::from_millis(100))
+            .await
+            .expect("healthy");
+    }
+    // The wrapper shell runs first, then execs: wait for that, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while comm(simple.pid) != "sleep" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(comm(simple.pid), "sleep", "exec'd, no shell in between");
+    assert_eq!(comm(list.pid), "sh", "a list runs in the wrapper shell");
+    fixture.supervisor.shutdown().await;
+}

@@ -68,7 +68,8 @@ pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Starts one instance.
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, String>>;
-    /// Waits until the instance is healthy after `grace`, or says why not.
+    /// Waits until the instance is healthy (at once when it accepts on its port, else after
+    /// `grace`), or says why not.
     fn wait_healthy<'a>(
         &'a self,
         id: &'a InstanceId,

@@ -151,10 +151,11 @@ impl Supervisor {
             .unwrap_or(Err(StartError::ShuttingDown))
     }
 
-    /// Waits `grace`, then says whether the instance is healthy: the process that
-    /// [`Supervisor::start`] started is still running (it has not exited or been restarted),
-    /// and it either accepts a TCP connection on 127.0.0.1:PORT or listens on no TCP port at
-    /// all (a worker). Returns early, unhealthy, when the process exits within `grace`.
+    /// Says whether the instance is healthy: the process that [`Supervisor::start`] started is
+    /// still running (it has not exited or been restarted), and it accepts a TCP connection on
+    /// 127.0.0.1:PORT (tried from the start, so this returns as soon as it does), or, at the
+    /// end of `grace`, listens on no TCP port at all (a worker). Returns early, unhealthy,
+    /// when the process exits within `grace`.
     ///
     /// A healthy instance is shown as [`crate::InstanceState::Up`] from then on.
     pub async fn wait_healthy(&self, id: &InstanceId, grace: Duration) -> Result<(), Unhealthy> {

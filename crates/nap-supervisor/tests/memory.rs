@@ -54,12 +54,22 @@ async fn memory_use_is_reported_with_and_without_cgroups() {
         if mode == CgroupMode::Off {
             assert!(!enforced);
         }
-        let mut spec = fixture.spec("worker", 1, "sleep 300");
+        // An app name no other test uses: cgroups of all fixtures share one parent, named
+        // after app, index and serial.
+        let mut spec = fixture.spec("reported", 1, "sleep 300");
         spec.memory = Some(256 * MIB);
         let started = fixture.supervisor.start(spec).await.expect("start");
-        let status = fixture.status(&started.id).await.expect("listed");
+        let mut status = fixture.status(&started.id).await.expect("listed");
         assert_eq!(status.limit_enforced, enforced, "{mode:?}");
         assert_eq!(status.memory_limit, Some(256 * MIB));
+        // The process enters its cgroup just after it starts; wait for its first pages.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while status.memory_used.is_none_or(|used| used == 0)
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = fixture.status(&started.id).await.expect("listed");
+        }
         assert!(
             status
                 .memory_used
@@ -68,7 +78,7 @@ async fn memory_use_is_reported_with_and_without_cgroups() {
         );
         fixture.supervisor.shutdown().await;
         if let MemoryLimits::Enforced { parent, .. } = fixture.supervisor.memory_limits() {
-            let stem = format!("worker@1-{}", started.id.serial());
+            let stem = format!("reported@1-{}", started.id.serial());
             assert!(!parent.join(stem).exists(), "the cgroup is removed on stop");
         }
     }

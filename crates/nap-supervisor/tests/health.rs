@@ -14,11 +14,7 @@ const GRACE: Duration = Duration::from_secs(2);
 async fn a_server_on_its_port_is_healthy() {
     let fixture = Fixture::new().await;
     fixture.write("server.py", SERVER_PY);
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, "python3 server.py"))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, "python3 server.py").await;
     assert_eq!(
         fixture.status(&started.id).await.map(|s| s.state),
         Some(InstanceState::Starting)
@@ -39,11 +35,7 @@ async fn a_server_on_its_port_is_healthy() {
 async fn a_server_is_healthy_once_it_accepts_without_waiting_out_the_grace() {
     let fixture = Fixture::new().await;
     fixture.write("server.py", SERVER_PY);
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, "python3 server.py"))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, "python3 server.py").await;
     // An hour's grace: only the accepted connection can end this wait. The outer timeout
     // turns a regression into a failure instead of a hung test.
     let waited = tokio::time::timeout(
@@ -65,11 +57,7 @@ async fn a_server_is_healthy_once_it_accepts_without_waiting_out_the_grace() {
 #[tokio::test]
 async fn a_worker_that_listens_nowhere_is_healthy() {
     let fixture = Fixture::new().await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("worker", 1, "echo working; sleep 300"))
-        .await
-        .expect("start");
+    let started = fixture.start("worker", 1, "echo working; sleep 300").await;
     fixture
         .supervisor
         .wait_healthy(&started.id, Duration::from_millis(300))
@@ -82,11 +70,7 @@ async fn a_worker_that_listens_nowhere_is_healthy() {
 async fn an_app_that_exits_is_unhealthy_at_once_with_its_last_lines() {
     let fixture = Fixture::with(|config| config.backoff_min = Duration::from_secs(600)).await;
     let command = "echo starting; echo 'config missing' >&2; exit 1";
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, command))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, command).await;
     // The grace period is long: the answer must come when the process exits, not after it.
     let unhealthy = fixture
         .supervisor
@@ -118,11 +102,7 @@ async fn an_app_listening_on_another_port_is_unhealthy() {
          print('listening on', s.getsockname()[1], flush=True)\n\
          time.sleep(300)\n",
     );
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, "python3 elsewhere.py"))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, "python3 elsewhere.py").await;
     let unhealthy = fixture
         .supervisor
         .wait_healthy(&started.id, GRACE)
@@ -143,11 +123,7 @@ async fn an_app_listening_on_another_port_is_unhealthy() {
 #[tokio::test]
 async fn an_unknown_or_stopped_instance_is_not_healthy() {
     let fixture = Fixture::new().await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("worker", 1, "sleep 300"))
-        .await
-        .expect("start");
+    let started = fixture.start("worker", 1, "sleep 300").await;
     // join! polls in order, so the health check is under way before the stop is asked for.
     let (health, stopped) = tokio::join!(
         fixture

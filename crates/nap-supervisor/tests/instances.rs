@@ -80,11 +80,7 @@ async fn stop_kills_the_whole_process_group_and_frees_the_port() {
     fixture.write("server.py", SERVER_PY);
     // Background children of the shell, and one that ignores SIGTERM.
     let command = "sleep 300 & sh -c 'trap \"\" TERM; sleep 301' & python3 server.py";
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, command))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, command).await;
     http_get_eventually(started.port).await;
     assert!(!port_is_free(started.port));
 
@@ -115,11 +111,7 @@ async fn a_port_is_never_handed_out_twice_and_is_reused_after_stop() {
         config.ports = config.ports.start..config.ports.start + 1;
     })
     .await;
-    let first = fixture
-        .supervisor
-        .start(fixture.spec("worker", 1, "sleep 300"))
-        .await
-        .expect("start");
+    let first = fixture.start("worker", 1, "sleep 300").await;
     let second = fixture
         .supervisor
         .start(fixture.spec("worker", 2, "sleep 300"))
@@ -195,16 +187,8 @@ async fn a_simple_command_is_the_process_itself_and_a_list_keeps_its_shell() {
             .trim()
             .to_owned()
     };
-    let simple = fixture
-        .supervisor
-        .start(fixture.spec("worker", 1, "sleep 300"))
-        .await
-        .expect("start");
-    let list = fixture
-        .supervisor
-        .start(fixture.spec("worker", 2, "echo starting; sleep 300"))
-        .await
-        .expect("start");
+    let simple = fixture.start("worker", 1, "sleep 300").await;
+    let list = fixture.start("worker", 2, "echo starting; sleep 300").await;
     for started in [&simple, &list] {
         fixture
             .supervisor

@@ -14,11 +14,7 @@ async fn output_is_logged_with_timestamps_and_rotated_past_the_cap() {
     // 200 lines of about 60 bytes: more than twice the cap.
     let command = "i=0; while [ $i -lt 200 ]; do echo \"line $i $(printf '%040d' 0)\"; \
                    i=$((i+1)); done; echo bye >&2";
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("chatty", 2, command))
-        .await
-        .expect("start");
+    let started = fixture.start("chatty", 2, command).await;
     // The app exits when done; its output is all written by the time that is reported.
     let unhealthy = fixture
         .supervisor
@@ -57,11 +53,7 @@ async fn output_is_logged_with_timestamps_and_rotated_past_the_cap() {
 #[tokio::test]
 async fn the_log_records_start_and_stop() {
     let fixture = Fixture::new().await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("worker", 1, "echo hello; sleep 300"))
-        .await
-        .expect("start");
+    let started = fixture.start("worker", 1, "echo hello; sleep 300").await;
     fixture
         .supervisor
         .wait_healthy(&started.id, Duration::from_millis(300))

@@ -59,21 +59,17 @@ async fn memory_use_is_reported_with_and_without_cgroups() {
         let mut spec = fixture.spec("reported", 1, "sleep 300");
         spec.memory = Some(256 * MIB);
         let started = fixture.supervisor.start(spec).await.expect("start");
-        let mut status = fixture.status(&started.id).await.expect("listed");
+        let status = fixture.status(&started.id).await.expect("listed");
         assert_eq!(status.limit_enforced, enforced, "{mode:?}");
         assert_eq!(status.memory_limit, Some(256 * MIB));
         // The process enters its cgroup just after it starts; wait for its first pages.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while status.memory_used.is_none_or(|used| used == 0)
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = fixture.status(&started.id).await.expect("listed");
-        }
+        let status = fixture
+            .wait_for_status(&started.id, "memory in use", |s| {
+                s.memory_used.is_some_and(|used| used > 0)
+            })
+            .await;
         assert!(
-            status
-                .memory_used
-                .is_some_and(|used| used > 0 && used < 256 * MIB),
+            status.memory_used.is_some_and(|used| used < 256 * MIB),
             "{mode:?}: {status:?}"
         );
         fixture.supervisor.shutdown().await;

@@ -112,11 +112,7 @@ async fn instances_left_by_a_crashed_daemon_are_stopped() {
 #[tokio::test]
 async fn a_running_instance_has_a_pid_record_until_it_is_stopped() {
     let fixture = Fixture::new().await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, "sleep 300"))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, "sleep 300").await;
     let path = fixture
         .config
         .state_dir

@@ -14,11 +14,7 @@ use crate::util::{Fixture, SERVER_PY, http_get_eventually, log_lines};
 async fn a_killed_instance_is_restarted_on_the_same_port() {
     let fixture = Fixture::with(|config| config.backoff_min = Duration::from_millis(50)).await;
     fixture.write("server.py", SERVER_PY);
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("web", 1, "python3 server.py"))
-        .await
-        .expect("start");
+    let started = fixture.start("web", 1, "python3 server.py").await;
     http_get_eventually(started.port).await;
 
     let pid = i32::try_from(started.pid).expect("pid");
@@ -53,11 +49,7 @@ async fn a_crash_loop_backs_off_exponentially_up_to_the_maximum() {
         config.backoff_max = Duration::from_millis(40);
     })
     .await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("crashy", 1, "echo crashing; exit 3"))
-        .await
-        .expect("start");
+    let started = fixture.start("crashy", 1, "echo crashing; exit 3").await;
     fixture
         .wait_for_status(&started.id, "four restarts", |s| s.restarts >= 4)
         .await;
@@ -76,11 +68,7 @@ async fn a_crash_loop_backs_off_exponentially_up_to_the_maximum() {
 #[tokio::test]
 async fn a_crashed_instance_waits_in_backoff_and_is_not_restarted_once_stopped() {
     let fixture = Fixture::with(|config| config.backoff_min = Duration::from_secs(600)).await;
-    let started = fixture
-        .supervisor
-        .start(fixture.spec("crashy", 1, "exit 3"))
-        .await
-        .expect("start");
+    let started = fixture.start("crashy", 1, "exit 3").await;
     let status = fixture
         .wait_for_status(&started.id, "backoff", |s| {
             s.state == InstanceState::Backoff

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use nap_supervisor::{Config, InstanceId, InstanceSpec, InstanceStatus, Supervisor};
+use nap_supervisor::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, Supervisor};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -99,6 +99,14 @@ impl Fixture {
             env: Vec::new(),
             memory: None,
         }
+    }
+
+    /// Starts instance `index` of `app` running `command` (release v1), or fails the test.
+    pub async fn start(&self, app: &str, index: u32, command: &str) -> Started {
+        self.supervisor
+            .start(self.spec(app, index, command))
+            .await
+            .expect("start")
     }
 
     pub async fn status(&self, id: &InstanceId) -> Option<InstanceStatus> {

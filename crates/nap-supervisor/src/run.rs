@@ -57,11 +57,11 @@ fn wrapper_script() -> String {
 }
 
 /// Words that the shell runs itself: `exec WORD` would look for a program of that name.
-const SHELL_WORDS: [&str; 36] = [
-    "!", ".", ":", "[[", "alias", "break", "case", "cd", "command", "continue", "do", "done",
-    "elif", "else", "esac", "eval", "exec", "exit", "export", "fi", "for", "getopts", "if",
-    "local", "read", "readonly", "return", "set", "shift", "source", "then", "trap", "ulimit",
-    "umask", "until", "while",
+const SHELL_WORDS: [&str; 45] = [
+    "!", ".", ":", "[[", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+    "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi", "for", "getopts", "hash",
+    "if", "jobs", "local", "read", "readonly", "return", "set", "shift", "source", "then", "times",
+    "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
 ];
 
 /// Whether `command` is one simple command that the wrapper can `exec`: no list, pipeline,

@@ -72,9 +72,16 @@ pub(crate) fn execs(command: &str) -> bool {
     let Some(first) = command.split_whitespace().next() else {
         return false;
     };
+    // `"cd"` and `c\d` are still the builtin.
+    let first: String = first
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
     // `2>&1` and `<&3` duplicate descriptors; any other `&` is a list or a background job.
     let without_dups = command.replace(">&", ">").replace("<&", "<");
-    !without_dups.contains(COMPOUND) && !first.contains('=') && !SHELL_WORDS.contains(&first)
+    !without_dups.contains(COMPOUND)
+        && !first.contains('=')
+        && !SHELL_WORDS.contains(&first.as_str())
 }
 
 /// Starts the instance's process: the leader of a new process group, stdin from /dev/null,
@@ -299,6 +306,8 @@ mod tests {
             "FOO=bar python3 app.py",
             "exec python3 app.py",
             "cd web",
+            "'cd' web",
+            "\"exec\" python3 app.py",
             "if true; then sleep 1; fi",
             "while true",
             "! false",

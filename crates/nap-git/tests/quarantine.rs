@@ -167,16 +167,7 @@ fn relative_quarantine_paths_are_relative_to_the_repository() {
     // Like the hook sees it, but with relative paths: move the pushed objects into
     // a quarantine-like directory and point at it relative to the repository.
     let fixture = Fixture::app();
-    let objects = fixture.bare.join("objects");
-    let incoming = objects.join("incoming-test");
-    std::fs::create_dir(&incoming).unwrap();
-    for entry in std::fs::read_dir(&objects).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name.len() == 2 {
-            std::fs::rename(entry.path(), incoming.join(name)).unwrap();
-        }
-    }
+    fixture.quarantine_loose_objects();
     let id = fixture.rev_parse("master");
     let plain = fixture.open();
     assert!(plain.resolve_commit(&id).is_err());

@@ -246,15 +246,8 @@ fn write_tarball_fails_on_a_missing_object_and_a_hostile_tree() {
 fn write_tarball_reads_through_a_quarantine() {
     // The pushed objects moved into a quarantine-like directory, as during pre-receive.
     let fixture = Fixture::app();
+    let incoming = fixture.quarantine_loose_objects();
     let objects = fixture.bare.join("objects");
-    let incoming = objects.join("incoming-test");
-    std::fs::create_dir(&incoming).unwrap();
-    for entry in std::fs::read_dir(&objects).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name().len() == 2 {
-            std::fs::rename(entry.path(), incoming.join(entry.file_name())).unwrap();
-        }
-    }
     let id = fixture.rev_parse("master");
     let quarantine = nap_git::Quarantine {
         object_dir: Some(incoming),

@@ -35,6 +35,22 @@ impl Fixture {
         git(&self.work, &["push", "-q", path_str(&self.bare), "master"]);
     }
 
+    /// Moves the bare repository's loose objects into `objects/incoming-test`, as git's
+    /// push quarantine holds them during pre-receive; returns that directory.
+    pub fn quarantine_loose_objects(&self) -> std::path::PathBuf {
+        let objects = self.bare.join("objects");
+        let incoming = objects.join("incoming-test");
+        std::fs::create_dir(&incoming).expect("create the quarantine");
+        for entry in std::fs::read_dir(&objects).expect("read objects") {
+            let entry = entry.expect("read objects");
+            if entry.file_name().len() == 2 {
+                std::fs::rename(entry.path(), incoming.join(entry.file_name()))
+                    .expect("move into the quarantine");
+            }
+        }
+        incoming
+    }
+
     /// The id of `rev` in the work repository.
     pub fn rev_parse(&self, rev: &str) -> String {
         git(&self.work, &["rev-parse", rev]).trim().to_owned()

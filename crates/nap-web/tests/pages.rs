@@ -31,6 +31,21 @@ fn action_path(reply: &crate::http::Reply) -> String {
     location.to_owned()
 }
 
+/// Follows the action that `started` redirects to until it ends; its page path and every
+/// event it sent.
+async fn follow_action(
+    client: &mut Client,
+    started: &crate::http::Reply,
+) -> (String, Vec<(String, String)>) {
+    let action = action_path(started);
+    let events = client
+        .events(&format!("{action}/events"))
+        .await
+        .rest()
+        .await;
+    (action, events)
+}
+
 #[tokio::test]
 async fn login_flow_with_cookies() {
     let server = Server::start(Fake::new()).await;
@@ -238,12 +253,7 @@ async fn form_posts_need_the_sessions_csrf_token() {
     let started = client
         .post_form("/apps/web/scale", &[("instances", "+1"), ("csrf", &csrf)])
         .await;
-    let action = action_path(&started);
-    let events = client
-        .events(&format!("{action}/events"))
-        .await
-        .rest()
-        .await;
+    let (_, events) = follow_action(&mut client, &started).await;
     let (name, data) = events.last().expect("events");
     assert_eq!(name, "done");
     assert_eq!(
@@ -335,12 +345,7 @@ async fn hostile_names_and_log_lines_are_escaped() {
             &[("command", "<b>bold</b>"), ("csrf", &csrf)],
         )
         .await;
-    let action = action_path(&started);
-    client
-        .events(&format!("{action}/events"))
-        .await
-        .rest()
-        .await;
+    let (action, _) = follow_action(&mut client, &started).await;
     let page = client.get(&action).await;
     assert!(
         page.body.contains("with command &lt;b&gt;bold&lt;/b&gt;"),
@@ -522,12 +527,7 @@ async fn a_failed_action_says_why() {
     let started = client
         .post_form("/apps/web/scale", &[("instances", "99"), ("csrf", &csrf)])
         .await;
-    let action = action_path(&started);
-    let events = client
-        .events(&format!("{action}/events"))
-        .await
-        .rest()
-        .await;
+    let (action, events) = follow_action(&mut client, &started).await;
     let done: serde_json::Value =
         serde_json::from_str(&events.last().expect("done").1).expect("json");
     assert_eq!(done["ok"], false);
@@ -552,12 +552,7 @@ async fn an_action_ends_even_when_the_backend_panics() {
     let started = client
         .post_form("/apps/web/clone", &[("command", "panic"), ("csrf", &csrf)])
         .await;
-    let action = action_path(&started);
-    let events = client
-        .events(&format!("{action}/events"))
-        .await
-        .rest()
-        .await;
+    let (_, events) = follow_action(&mut client, &started).await;
     let done: serde_json::Value =
         serde_json::from_str(&events.last().expect("done").1).expect("json");
     assert_eq!(done["ok"], false);

@@ -8,4 +8,5 @@ mod etcd;
 mod harness;
 mod render;
 mod runtime;
+mod sandbox;
 mod systemd;

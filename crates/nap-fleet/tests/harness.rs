@@ -489,23 +489,29 @@ impl Drop for TarballServer {
 impl TarballServer {
     /// Serves `tarball` at `path` to holders of `token`.
     pub async fn start(path: &str, token: &str, tarball: Vec<u8>) -> TarballServer {
+        TarballServer::start_releases(&[(path, token)], tarball).await
+    }
+
+    /// Serves `tarball` at each path to the holders of that path's token.
+    pub async fn start_releases(releases: &[(&str, &str)], tarball: Vec<u8>) -> TarballServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (path, expected) = (path.to_owned(), format!("Bearer {token}"));
+        let releases: Arc<Vec<(String, String)>> = Arc::new(
+            releases
+                .iter()
+                .map(|(path, token)| ((*path).to_owned(), format!("Bearer {token}")))
+                .collect(),
+        );
         let tarball = Bytes::from(tarball);
         let recorded = seen.clone();
         let server = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let (path, expected, tarball, recorded) = (
-                    path.clone(),
-                    expected.clone(),
-                    tarball.clone(),
-                    recorded.clone(),
-                );
+                let (releases, tarball, recorded) =
+                    (releases.clone(), tarball.clone(), recorded.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: hyper::Request<hyper::body::Incoming>| {
@@ -517,9 +523,13 @@ impl TarballServer {
                                 path: request.uri().path().to_owned(),
                                 authorization: authorization.clone(),
                             });
-                            let (status, body) = if request.uri().path() != path {
+                            let expected = releases
+                                .iter()
+                                .find(|(path, _)| path == request.uri().path())
+                                .map(|(_, expected)| expected.as_str());
+                            let (status, body) = if expected.is_none() {
                                 (404, Bytes::from_static(b"no such release\n"))
-                            } else if authorization.as_deref() != Some(expected.as_str()) {
+                            } else if authorization.as_deref() != expected {
                                 (
                                     401,
                                     Bytes::from_static(b"a valid release token is needed\n"),

@@ -6,6 +6,7 @@
 mod contract;
 mod etcd;
 mod harness;
+mod machines;
 mod render;
 mod runtime;
 mod sandbox;

@@ -406,6 +406,7 @@ mod tests {
         assert_eq!(template_of("web.service"), None);
         assert!(is_template("web_discovery@.service"));
         assert_eq!(app_user("web"), "nap-web");
+        assert_eq!(app_user("root"), "nap-root", "never a machine's own user");
         let long = "a-very-long-app-name-that-needs-a-hash";
         assert_eq!(app_user(long).len(), 31);
         assert!(app_user(long).starts_with("nap-a-very-lon-"));

@@ -65,12 +65,18 @@ impl Nap {
 
     /// Starts a daemon with extra `nap serve` arguments (e.g. `--config FILE`).
     pub fn start_with(extra: &[&str]) -> Nap {
+        Nap::start_on(0, extra)
+    }
+
+    /// Like [`Nap::start_with`], with the HTTP API on 127.0.0.1:`http_port`
+    /// (0: any), for configs that must name it before the daemon starts.
+    pub fn start_on(http_port: u16, extra: &[&str]) -> Nap {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut nap = Nap {
             data,
             ssh_port: 0,
-            http_port: 0,
+            http_port,
             router_port: 0,
             child: None,
             log: dir.path().join("serve.log"),

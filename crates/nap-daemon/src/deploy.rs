@@ -142,6 +142,8 @@ impl Daemon {
         if let Err(e) = nap_store::create_dir(&self.data.releases(app.as_str())) {
             return fail(out, e).await;
         }
+        // Where the commit is, for machines that fetch it while it deploys.
+        let (git_dir, object_dirs) = (repo.git_dir().to_owned(), repo.object_directories());
         let checkout = {
             let id = commit.id.clone();
             let tree = tree.clone();
@@ -175,6 +177,11 @@ impl Daemon {
                 None => self.config(app),
             },
         };
+        // Servable before anything starts, until this deploy ends: by then a
+        // healthy release is the app's current one, a failed one is gone.
+        let _pending = self
+            .pending
+            .begin(app.as_str(), number, &commit.id, git_dir, object_dirs);
         let started = self.start_release(app, &release, scale, out).await;
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&tree);

@@ -1,12 +1,25 @@
 //! The `fleet` runtime's needs on the daemon's side: per-release tarball
 //! tokens, the tarball endpoint the cluster's machines fetch releases from,
 //! and instance addresses from etcd for the router.
+//!
+//! A machine fetches a release in its unit's `ExecStartPre`, that is while
+//! the deploy that started the unit is still waiting for it to be healthy,
+//! before the release is recorded. So a release is servable from the moment
+//! its first instance may start: a deploy registers it as *pending* (in
+//! memory, [`PendingReleases::begin`]) before the runtime starts anything,
+//! and the registration ends with the deploy, whatever its outcome; by then
+//! a successful deploy has made it the app's current release. The endpoint
+//! serves a pending release and the app's current one, to the holder of its
+//! token, and nothing else.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nap_store::{AppRecord, DataDir, ReleaseRecord};
 use sha2::{Digest, Sha256};
 
 use crate::Daemon;
@@ -40,12 +53,15 @@ pub(crate) fn load_or_create_secret(
     }
 }
 
-/// The token that fetches one release's tarball: it opens nothing else, and
-/// stays valid as long as the release may run (machines fetch again when
-/// fleet moves an instance).
-pub(crate) fn release_token(secret: &str, app: &str, release: &str) -> String {
-    let digest =
-        Sha256::digest(format!("nap-release-tarball\0{secret}\0{app}\0{release}").as_bytes());
+/// The token that fetches one release's tarball: it opens nothing else. It
+/// names the commit too, so the token of a deploy that failed does not open
+/// the next deploy that gets the same release number. It stays valid as
+/// long as the release may run (machines fetch again when fleet moves an
+/// instance).
+pub(crate) fn release_token(secret: &str, app: &str, release: &str, commit: &str) -> String {
+    let digest = Sha256::digest(
+        format!("nap-release-tarball\0{secret}\0{app}\0{release}\0{commit}").as_bytes(),
+    );
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -58,7 +74,142 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// `GET /api/apps/APP/releases/vN/tarball` with `Authorization: Bearer TOKEN`.
+/// A release whose deploy is under way, and where its commit is (during a
+/// push, in git's quarantine).
+#[derive(Debug, Clone)]
+struct Pending {
+    commit: String,
+    git_dir: PathBuf,
+    object_dirs: Vec<PathBuf>,
+}
+
+/// The releases being deployed, by app and number. One per app at most (a
+/// deploy holds the app's lock).
+#[derive(Debug, Default)]
+pub(crate) struct PendingReleases(Mutex<HashMap<(String, u32), Pending>>);
+
+/// A release stays pending while this lives.
+#[must_use = "the release stops being servable when this is dropped"]
+pub(crate) struct PendingRelease {
+    releases: Arc<PendingReleases>,
+    key: (String, u32),
+}
+
+impl Drop for PendingRelease {
+    fn drop(&mut self) {
+        self.releases.lock().remove(&self.key);
+    }
+}
+
+impl PendingReleases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Pending>> {
+        // Every change is one insert or remove: a panic cannot leave half.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes release `number` of `app` servable until the returned value is
+    /// dropped: `commit`, from the repository at `git_dir` with its object
+    /// directories (`nap_git::Repo::object_directories`, quarantine
+    /// included).
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        app: &str,
+        number: u32,
+        commit: &str,
+        git_dir: PathBuf,
+        object_dirs: Vec<PathBuf>,
+    ) -> PendingRelease {
+        let key = (app.to_owned(), number);
+        self.lock().insert(
+            key.clone(),
+            Pending {
+                commit: commit.to_owned(),
+                git_dir,
+                object_dirs,
+            },
+        );
+        PendingRelease {
+            releases: self.clone(),
+            key,
+        }
+    }
+
+    fn get(&self, app: &str, number: u32) -> Option<Pending> {
+        self.lock().get(&(app.to_owned(), number)).cloned()
+    }
+}
+
+/// A release the endpoint may serve: its commit, and the repository (with
+/// the object directories) that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Servable {
+    commit: String,
+    git_dir: PathBuf,
+    quarantine: nap_git::Quarantine,
+}
+
+/// `vN` → N, for the one spelling nap uses (no sign, no leading zero).
+fn release_number(release: &str) -> Option<u32> {
+    let digits = release.strip_prefix('v')?;
+    let number: u32 = digits.parse().ok()?;
+    (format!("v{number}") == release).then_some(number)
+}
+
+/// Release `release` of `app`, if it is being deployed or is the app's
+/// current release.
+pub(crate) fn servable(
+    data: &DataDir,
+    pending: &PendingReleases,
+    app: &str,
+    release: &str,
+) -> Option<Servable> {
+    let app = nap_core::AppName::parse(app).ok()?;
+    let number = release_number(release)?;
+    if let Some(pending) = pending.get(app.as_str(), number) {
+        return Some(Servable {
+            commit: pending.commit,
+            git_dir: pending.git_dir,
+            // The repository's own directory is among them; `open` skips it.
+            quarantine: nap_git::Quarantine {
+                object_dir: None,
+                alternates: pending.object_dirs,
+            },
+        });
+    }
+    let record: AppRecord = nap_store::read_json(&data.app_record(app.as_str())).ok()??;
+    if record.release != Some(number) {
+        return None;
+    }
+    let release: ReleaseRecord =
+        nap_store::read_json(&data.release_record(app.as_str(), number)).ok()??;
+    Some(Servable {
+        commit: release.commit,
+        git_dir: data.repo(app.as_str()),
+        quarantine: nap_git::Quarantine::default(),
+    })
+}
+
+/// The tokens the fleet runtime hands the units it starts.
+pub(crate) struct ReleaseTokens {
+    pub(crate) secret: String,
+    pub(crate) data: DataDir,
+    pub(crate) pending: Arc<PendingReleases>,
+}
+
+impl nap_fleet::ReleaseTarballs for ReleaseTokens {
+    fn token(&self, app: &str, release: &str) -> Result<String, String> {
+        let found = servable(&self.data, &self.pending, app, release).ok_or_else(|| {
+            format!("{app} {release} is neither being deployed nor the app's current release")
+        })?;
+        Ok(release_token(&self.secret, app, release, &found.commit))
+    }
+}
+
+/// `GET /api/apps/APP/releases/vN/tarball` with `Authorization: Bearer TOKEN`:
+/// 404 unless the release is being deployed or is the app's current one,
+/// 401 without that release's token, else the tree as a gzipped tar.
 pub(crate) async fn tarball(
     State(daemon): State<Arc<Daemon>>,
     Path((app, release)): Path<(String, String)>,
@@ -69,47 +220,167 @@ pub(crate) async fn tarball(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !same(token, &release_token(&daemon.secret, &app, &release)) {
+    let Some(found) = servable(&daemon.data, &daemon.pending, &app, &release) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no such release is being deployed or running\n",
+        )
+            .into_response();
+    };
+    if !same(
+        token,
+        &release_token(&daemon.secret, &app, &release, &found.commit),
+    ) {
         return (
             StatusCode::UNAUTHORIZED,
             "a valid release token is required\n",
         )
             .into_response();
     }
-    let found = nap_core::AppName::parse(&app).ok().and_then(|name| {
-        let number = release.strip_prefix('v')?.parse().ok()?;
-        Some((daemon.release(&name, number)?, name))
-    });
-    let Some((record, name)) = found else {
-        return (StatusCode::NOT_FOUND, "no such release\n").into_response();
-    };
-    let repo_path = daemon.data.repo(name.as_str());
     let made = tokio::task::spawn_blocking(move || {
-        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default())
-            .map_err(|e| e.to_string())?;
+        let repo = nap_git::open(&found.git_dir, &found.quarantine).map_err(|e| e.to_string())?;
         let mut bytes = Vec::new();
-        repo.write_tarball(&record.commit, &mut bytes)
+        repo.write_tarball(&found.commit, &mut bytes)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(bytes)
     })
     .await;
-    match made {
-        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(app = %name, release, error = %e, "cannot make a tarball");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot make the tarball\n",
-            )
-                .into_response()
+    let failure = match made {
+        Ok(Ok(bytes)) => {
+            tracing::info!(%app, release, bytes = bytes.len(), "served a release tarball");
+            return ([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response();
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "tarball task failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot make the tarball\n",
-            )
-                .into_response()
+        Ok(Err(e)) => e,
+        Err(e) => format!("tarball task failed: {e}"),
+    };
+    tracing::warn!(%app, release, error = %failure, "cannot make a tarball");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "cannot make the tarball\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(dir: &std::path::Path) -> nap_git::Repo {
+        let path = dir.join("repo.git");
+        let made = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&path)
+            .status()
+            .expect("git runs");
+        assert!(made.success());
+        nap_git::open(&path, &nap_git::Quarantine::default()).expect("opens")
+    }
+
+    fn record(data: &DataDir, app: &str, current: Option<u32>, releases: &[(u32, &str)]) {
+        nap_store::create_dir(&data.releases(app)).expect("dirs");
+        let app_record = AppRecord {
+            release: current,
+            ..AppRecord::default()
+        };
+        nap_store::write_json(&data.app_record(app), &app_record).expect("app record");
+        for (number, commit) in releases {
+            let release = ReleaseRecord {
+                number: *number,
+                commit: (*commit).to_owned(),
+                pusher: "alice".into(),
+                time: 0,
+                command: "true".into(),
+                scale: None,
+                memory: None,
+                note: String::new(),
+                env: Default::default(),
+            };
+            nap_store::write_json(&data.release_record(app, *number), &release)
+                .expect("release record");
         }
+    }
+
+    #[test]
+    fn only_pending_and_current_releases_are_servable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = DataDir::new(dir.path()).expect("data dir");
+        let pending = Arc::new(PendingReleases::default());
+        record(&data, "web", Some(2), &[(1, "c1"), (2, "c2")]);
+        let commit = |release: &str| servable(&data, &pending, "web", release).map(|s| s.commit);
+
+        assert_eq!(commit("v2").as_deref(), Some("c2"), "the current release");
+        assert_eq!(commit("v1"), None, "a recorded release that no longer runs");
+        assert_eq!(commit("v3"), None, "a release never started");
+
+        let repo = repo(dir.path());
+        let started = pending.begin(
+            "web",
+            3,
+            "c3",
+            repo.git_dir().to_owned(),
+            repo.object_directories(),
+        );
+        let found = servable(&data, &pending, "web", "v3").expect("pending");
+        assert_eq!(found.commit, "c3");
+        assert_eq!(found.git_dir, repo.git_dir());
+        assert_eq!(found.quarantine.alternates, repo.object_directories());
+        assert_eq!(commit("v2").as_deref(), Some("c2"), "still running");
+        assert_eq!(servable(&data, &pending, "api", "v3"), None, "another app");
+        drop(started);
+        assert_eq!(
+            commit("v3"),
+            None,
+            "a deploy that ended without recording it"
+        );
+
+        for (app, release) in [
+            ("web", "v02"),
+            ("web", "2"),
+            ("web", "v+2"),
+            ("web", "v2/../v1"),
+            ("Web", "v2"),
+            ("../web", "v2"),
+        ] {
+            assert_eq!(
+                servable(&data, &pending, app, release),
+                None,
+                "{app} {release}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_opens_one_app_release_and_commit() {
+        let token = release_token("s3cret", "web", "v2", "c2");
+        assert_eq!(token.len(), 64);
+        for other in [
+            release_token("s3cret", "api", "v2", "c2"),
+            release_token("s3cret", "web", "v3", "c2"),
+            release_token("s3cret", "web", "v2", "c3"),
+            release_token("other", "web", "v2", "c2"),
+        ] {
+            assert_ne!(token, other);
+        }
+        assert!(same(&token, &release_token("s3cret", "web", "v2", "c2")));
+        assert!(!same(&token, &token[1..]));
+    }
+
+    #[test]
+    fn the_runtime_gets_tokens_for_servable_releases_only() {
+        use nap_fleet::ReleaseTarballs as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = DataDir::new(dir.path()).expect("data dir");
+        record(&data, "web", Some(1), &[(1, "c1")]);
+        let tokens = ReleaseTokens {
+            secret: "s3cret".into(),
+            data,
+            pending: Arc::new(PendingReleases::default()),
+        };
+        assert_eq!(
+            tokens.token("web", "v1"),
+            Ok(release_token("s3cret", "web", "v1", "c1"))
+        );
+        let error = tokens.token("web", "v2").expect_err("not deployed");
+        assert!(error.contains("neither being deployed"), "{error}");
     }
 }

@@ -130,6 +130,8 @@ pub struct Daemon {
     tokens: tokens::TokenBook,
     /// Signs release tarball tokens (`DATA/secret`).
     secret: String,
+    /// Releases being deployed, whose tarballs machines may already fetch.
+    pending: Arc<fleet::PendingReleases>,
     /// In fleet mode with etcd: where the sidekicks publish instances.
     etcd: Option<nap_fleet::EtcdClient>,
     /// One lock per app: deploys of an app wait for each other.
@@ -153,6 +155,7 @@ impl Daemon {
         }
         let users = users::UserBook::load(data.users_file())?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
+        let pending = Arc::new(fleet::PendingReleases::default());
         let runtime: Arc<dyn nap_runtime::Runtime> = match &settings.fleet {
             None => {
                 let mut config =
@@ -165,13 +168,14 @@ impl Daemon {
                 ))
             }
             Some(cluster) => {
-                let signing = secret.clone();
                 let config = nap_fleet::FleetConfig {
                     fleet_endpoint: cluster.endpoint.clone(),
                     etcd_endpoints: cluster.etcd_endpoints.clone(),
                     nap_url: cluster.nap_url.clone(),
-                    tarballs: Arc::new(move |app: &str, release: &str| {
-                        Ok::<_, String>(fleet::release_token(&signing, app, release))
+                    tarballs: Arc::new(fleet::ReleaseTokens {
+                        secret: secret.clone(),
+                        data: data.clone(),
+                        pending: pending.clone(),
                     }),
                 };
                 let options = nap_fleet::FleetOptions {
@@ -192,6 +196,7 @@ impl Daemon {
         Ok(Daemon {
             etcd,
             secret,
+            pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
             deploy_locks: std::sync::Mutex::default(),

@@ -7,13 +7,22 @@
 //! NAP_FLEET_ENDPOINT=http://127.0.0.1:49153 cargo test -p nap-fleet contract
 //! ```
 //!
-//! Arguments: the address (default 127.0.0.1:49153) and the page size
-//! (default 100, fleetd's). Stops on Ctrl-C or SIGTERM.
+//! Arguments: the address (default 127.0.0.1:49153), the page size
+//! (default 100, fleetd's), and optionally a number of machines at
+//! 127.0.0.1 and a directory for them to run the units in (see
+//! `nap_fleet::fake`'s Machines), for nap's end-to-end test:
+//!
+//! ```text
+//! cargo run -p nap-fleet --example fake-fleetd -- 127.0.0.1:49153 100 1 /tmp/machines &
+//! NAP_FLEET_ENDPOINT=http://127.0.0.1:49153 cargo test -p nap --test tests fleet::
+//! ```
+//!
+//! Stops on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use nap_fleet::fake::{FAKE, FakeFleet, FakeOptions};
+use nap_fleet::fake::{FAKE, FakeFleet, FakeMachine, FakeOptions, RUNS_UNITS};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,15 +40,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fake = match FakeFleet::start_at(
-        address,
-        FakeOptions {
-            page_size,
-            ..FakeOptions::default()
-        },
-    )
-    .await
-    {
+    let mut options = FakeOptions {
+        page_size,
+        ..FakeOptions::default()
+    };
+    if let Some(count) = args.next() {
+        let Ok(count) = count.parse::<u8>() else {
+            eprintln!("fake-fleetd: the number of machines must be a number from 0 to 255");
+            return ExitCode::from(2);
+        };
+        options.machines = (1..=count)
+            .map(|n| FakeMachine::new(&format!("{n:032x}"), "127.0.0.1"))
+            .collect();
+        options.run_units_in = args.next().map(std::path::PathBuf::from);
+    }
+    let runs = options.run_units_in.is_some();
+    let fake = match FakeFleet::start_at(address, options).await {
         Ok(fake) => fake,
         Err(e) => {
             eprintln!("fake-fleetd: cannot listen on {address}: {e}");
@@ -47,6 +63,9 @@ async fn main() -> ExitCode {
         }
     };
     println!("{FAKE} at {} (page size {page_size})", fake.endpoint());
+    if runs {
+        println!("{RUNS_UNITS}");
+    }
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => signal,

@@ -7,7 +7,8 @@
 //!   router reads [`EtcdClient::instances`] in fleet mode.
 //! - [`render`](mod@render): the templates of `deploy/fleet/` rendered per app and release.
 //! - [`runtime`]: [`FleetRuntime`], the [`nap_runtime::Runtime`] the deployer drives.
-//! - [`fake`]: an in-repo fake of fleet's API for tests (fleet cannot run here).
+//! - [`fake`]: an in-repo fake of fleet's API for tests (fleet cannot run
+//!   here), whose machines can run the units they are given.
 //!
 //! # Unit names
 //!
@@ -49,7 +50,10 @@
 //! release tree as a gzipped tar (`200`, `application/gzip`; files at the top
 //! level). The token comes from [`ReleaseTarballs`]; it must stay valid as
 //! long as the release may run, since a machine fetches again when fleet
-//! moves an instance to it.
+//! moves an instance to it, and it must already work when the runtime
+//! starts the first instance, which fetches while the deploy waits for it.
+//! The tree belongs to root on the machine and the app runs in systemd's
+//! sandbox as a user of its own (`deploy/fleet/README.md`).
 //!
 //! # Discovery
 //!

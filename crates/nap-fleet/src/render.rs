@@ -11,6 +11,11 @@ use std::path::Path;
 
 use crate::unit::{self, UnitOption, discovery_template, instance_template, parse_unit_file};
 
+/// What a config var `KEY` is called in the unit: `NAP_CONFIG_KEY`.
+pub const CONFIG_PREFIX: &str = "NAP_CONFIG_";
+/// The variable that names the config vars of a unit: `NAP_CONFIG=KEY …`.
+pub const CONFIG_LIST: &str = "NAP_CONFIG";
+
 /// `deploy/fleet/app@.service`, built in.
 pub const INSTANCE_TEMPLATE: &str = include_str!("../../../deploy/fleet/app@.service");
 /// `deploy/fleet/app_discovery@.service`, built in.
@@ -244,6 +249,7 @@ fn placeholder_values(input: &RenderInput) -> Result<Vec<(&'static str, String)>
         ("RELEASE", input.release.clone()),
         ("SET", set),
         ("USER", input.user.clone()),
+        ("APP_USER", unit::app_user(&input.app)),
         ("WORK_DIR", input.work_dir.clone()),
         ("NODE_ENV_FILE", input.node_env_file.clone()),
         (
@@ -265,9 +271,15 @@ fn placeholder_values(input: &RenderInput) -> Result<Vec<(&'static str, String)>
     ])
 }
 
-/// One `Environment="KEY=VALUE"` line per config var that is the app's to set.
+/// The config vars as the templates carry them: one
+/// `Environment="NAP_CONFIG_KEY=VALUE"` line per var that is the app's to
+/// set, then `Environment="NAP_CONFIG=KEY …"` naming them. The unit's ExecStart
+/// renames them back just before it runs the app; every other command of
+/// the unit (some run as root) sees only names that start with `NAP_`, so
+/// an app cannot hand them `LD_PRELOAD`, `PATH` or the like.
 fn config_env_lines(env: &[(String, String)]) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     for (key, value) in env {
         let key_ok = key
             .bytes()
@@ -280,8 +292,16 @@ fn config_env_lines(env: &[(String, String)]) -> Result<Vec<String>, String> {
         if key == "PORT" || key.starts_with("NAP_") {
             continue;
         }
-        lines.push(format!("Environment=\"{key}={}\"", escape_env_value(value)));
+        // A later value of the same key wins, as in systemd.
+        if !keys.contains(&key.as_str()) {
+            keys.push(key);
+        }
+        lines.push(format!(
+            "Environment=\"{CONFIG_PREFIX}{key}={}\"",
+            escape_env_value(value)
+        ));
     }
+    lines.push(format!("Environment=\"{CONFIG_LIST}={}\"", keys.join(" ")));
     Ok(lines)
 }
 

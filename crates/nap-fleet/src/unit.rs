@@ -197,6 +197,27 @@ pub fn discovery_template(app: &str) -> String {
     format!("{app}_discovery@.service")
 }
 
+/// The user an app's instances run as on a machine (`User=` with
+/// `DynamicUser=yes`: systemd makes it up while they run): `nap-APP`, or for
+/// names too long for a Unix login (31 characters), `nap-` and the first ten
+/// characters of the name, `-`, and a hash of the whole name. Never a name
+/// the machine's own users have (theirs do not start with `nap-`), so no app
+/// can run as `root` by being called `root`. All instances of an app on a
+/// machine share it; two apps never do.
+pub fn app_user(app: &str) -> String {
+    const MAX_LOGIN: usize = 31;
+    let plain = format!("nap-{app}");
+    if plain.len() <= MAX_LOGIN {
+        return plain;
+    }
+    // FNV-1a: stable across Rust versions, unlike std's hasher.
+    let hash = app.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let head: String = app.chars().take(10).collect();
+    format!("nap-{head}-{hash:016x}")
+}
+
 /// The etcd prefix under which an app's instances register:
 /// `/nap/apps/APP/instances/`.
 pub fn etcd_prefix(app: &str) -> String {
@@ -384,6 +405,12 @@ mod tests {
         assert_eq!(template_of("web@.service"), None);
         assert_eq!(template_of("web.service"), None);
         assert!(is_template("web_discovery@.service"));
+        assert_eq!(app_user("web"), "nap-web");
+        assert_eq!(app_user("root"), "nap-root", "never a machine's own user");
+        let long = "a-very-long-app-name-that-needs-a-hash";
+        assert_eq!(app_user(long).len(), 31);
+        assert!(app_user(long).starts_with("nap-a-very-lon-"));
+        assert_ne!(app_user(long), app_user(&format!("{long}2")));
         assert!(!is_template("web@1.service"));
         assert_eq!("launched".parse(), Ok(DesiredState::Launched));
         assert_eq!(

@@ -173,6 +173,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free TCP port on 127.0.0.1 for an instance: below 32768, where the
+/// kernel does not hand out ports of its own to outgoing connections.
+pub fn free_instance_port() -> u16 {
+    // Start somewhere else in every process, so parallel tests rarely meet.
+    let seed = u32::from(free_port()) * 7919 + std::process::id();
+    for attempt in 0..2000u32 {
+        let port = 20000 + ((seed + attempt * 104_729) % 12_000);
+        let port = u16::try_from(port).expect("below 32768");
+        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 on 127.0.0.1");
+}
+
 /// Runs a command and returns its output, saying what failed to start.
 pub fn run(command: &mut Command) -> Output {
     command
@@ -336,7 +351,12 @@ impl SystemdUser {
         )
         .expect("chmod");
         let log = std::fs::File::create(dir.path().join("systemd.log")).expect("log");
-        let script = "mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system && exec systemd --user";
+        // systemd as PID 1 makes the nodes of /run/systemd/inaccessible at
+        // boot; the namespaces of InaccessiblePaths=, ProtectHome= and the
+        // kernel protections are built from them, also by a user manager.
+        let script = "mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system /run/systemd/inaccessible \
+            && cd /run/systemd/inaccessible && mkdir -m 0 dir && : > reg && chmod 0 reg && mkfifo -m 0 fifo \
+            && mknod -m 0 chr c 0 0 && mknod -m 0 blk b 0 0 && cd / && exec systemd --user";
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", script])
             .env("XDG_RUNTIME_DIR", &runtime_dir)
@@ -469,23 +489,29 @@ impl Drop for TarballServer {
 impl TarballServer {
     /// Serves `tarball` at `path` to holders of `token`.
     pub async fn start(path: &str, token: &str, tarball: Vec<u8>) -> TarballServer {
+        TarballServer::start_releases(&[(path, token)], tarball).await
+    }
+
+    /// Serves `tarball` at each path to the holders of that path's token.
+    pub async fn start_releases(releases: &[(&str, &str)], tarball: Vec<u8>) -> TarballServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (path, expected) = (path.to_owned(), format!("Bearer {token}"));
+        let releases: Arc<Vec<(String, String)>> = Arc::new(
+            releases
+                .iter()
+                .map(|(path, token)| ((*path).to_owned(), format!("Bearer {token}")))
+                .collect(),
+        );
         let tarball = Bytes::from(tarball);
         let recorded = seen.clone();
         let server = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let (path, expected, tarball, recorded) = (
-                    path.clone(),
-                    expected.clone(),
-                    tarball.clone(),
-                    recorded.clone(),
-                );
+                let (releases, tarball, recorded) =
+                    (releases.clone(), tarball.clone(), recorded.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: hyper::Request<hyper::body::Incoming>| {
@@ -497,9 +523,13 @@ impl TarballServer {
                                 path: request.uri().path().to_owned(),
                                 authorization: authorization.clone(),
                             });
-                            let (status, body) = if request.uri().path() != path {
+                            let expected = releases
+                                .iter()
+                                .find(|(path, _)| path == request.uri().path())
+                                .map(|(_, expected)| expected.as_str());
+                            let (status, body) = if expected.is_none() {
                                 (404, Bytes::from_static(b"no such release\n"))
-                            } else if authorization.as_deref() != Some(expected.as_str()) {
+                            } else if authorization.as_deref() != expected {
                                 (
                                     401,
                                     Bytes::from_static(b"a valid release token is needed\n"),

@@ -53,12 +53,15 @@ fn instance_unit() {
         input(),
         &[
             ("Unit", "Description", "nap app web v3, instance %i"),
-            ("Service", "User", "nap"),
+            ("Service", "DynamicUser", "yes"),
+            ("Service", "User", "nap-web"),
+            ("Service", "StateDirectory", "nap-storage/web"),
             (
                 "Service",
                 "Environment",
-                r#""GREETING=say \"hi\" at 100%% \\o/""#,
+                r#""NAP_CONFIG_GREETING=say \"hi\" at 100%% \\o/""#,
             ),
+            ("Service", "Environment", r#""NAP_CONFIG=GREETING""#),
             (
                 "Service",
                 "Environment",
@@ -67,7 +70,17 @@ fn instance_unit() {
             (
                 "Service",
                 "Environment",
-                r#""NAP_RELEASE_DIR=/var/lib/nap/instances/web/%i""#,
+                r#""NAP_STORAGE=%S/nap-storage/web""#,
+            ),
+            (
+                "Service",
+                "Environment",
+                r#""NAP_INSTANCE_DIR=%S/nap-releases/web/%i""#,
+            ),
+            (
+                "Service",
+                "BindReadOnlyPaths",
+                "-%S/nap-releases/web/%i/tree:%t/nap-app",
             ),
             (
                 "Service",
@@ -116,7 +129,8 @@ fn no_memory_limit_is_infinity_and_nap_variables_stay_naps() {
         &[
             ("Service", "MemoryMax", "infinity"),
             ("Service", "MemoryLimit", "infinity"),
-            ("Service", "Environment", r#""OK=1""#),
+            ("Service", "Environment", r#""NAP_CONFIG_OK=1""#),
+            ("Service", "Environment", r#""NAP_CONFIG=OK""#),
             (
                 "Service",
                 "Environment",
@@ -136,7 +150,43 @@ fn no_memory_limit_is_infinity_and_nap_variables_stay_naps() {
     )
     .expect("renders");
     assert!(
-        !rendered.instance.text.contains("evil") && !rendered.instance.text.contains("\"PORT=1\"")
+        !rendered.instance.text.contains("evil") && !rendered.instance.text.contains("PORT=1\"")
+    );
+}
+
+#[test]
+fn no_config_var_reaches_the_commands_that_run_as_root() {
+    // Every variable of the unit is seen by every command of it, also by
+    // those prefixed with `+`: the app's names must not be among them.
+    let rendered = render(
+        &Templates::default(),
+        &RenderInput {
+            env: vec![
+                ("LD_PRELOAD".into(), "/tmp/evil.so".into()),
+                ("PATH".into(), "/tmp/bin".into()),
+            ],
+            ..input()
+        },
+    )
+    .expect("renders");
+    let names: Vec<String> = option_values(&rendered.instance.options, "Service", "Environment")
+        .iter()
+        .flat_map(|line| line.split("\" \""))
+        .map(|assignment| {
+            assignment
+                .trim_matches('"')
+                .split_once('=')
+                .map_or(String::new(), |(name, _)| name.to_owned())
+        })
+        .collect();
+    assert!(
+        names.iter().all(|name| name.starts_with("NAP_")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"NAP_CONFIG_LD_PRELOAD".to_owned()));
+    assert!(
+        option_values(&rendered.instance.options, "Service", "Environment")
+            .contains(&r#""NAP_CONFIG=LD_PRELOAD PATH""#)
     );
 }
 

@@ -6,6 +6,8 @@
 mod contract;
 mod etcd;
 mod harness;
+mod machines;
 mod render;
 mod runtime;
+mod sandbox;
 mod systemd;

@@ -23,12 +23,37 @@
 //! - a scheduler over configured machines that honours `MachineID`,
 //!   `MachineMetadata`, `MachineOf` and `Conflicts` globs (both ways),
 //!   least-loaded first, and reports `systemdActiveState: active` for
-//!   launched units unless a test says otherwise ([`FakeFleet::fail_unit`]).
+//!   launched units unless a test says otherwise ([`FakeFleet::fail_unit`]);
+//! - with [`FakeOptions::run_units_in`], machines that run what fleet
+//!   hands them, as their systemd would: each launched unit's
+//!   `ExecStartPre=`, `ExecStart=` and `ExecStopPost=` run for real (in
+//!   bubblewrap, each machine with its own `/var/lib` and `/run`), and the
+//!   unit's state is what they make of it: a unit whose release cannot be
+//!   fetched is `activating/auto-restart`, as on a real machine. See
+//!   [Machines](self#machines) for what is and is not done.
 //!
 //! Every answer carries `Server: nap-fleet-fake`, and the log says [`FAKE`].
+//!
+//! # Machines
+//!
+//! Each machine has a directory under `run_units_in` that stands in for
+//! its `/var/lib`, `/run`, `/var/cache`, `/var/log` and (for
+//! `EnvironmentFile=`) `/etc`; [`FakeFleet::machine_root`] names it. Every
+//! command runs in bubblewrap with those directories in their places and in
+//! a PID namespace of its own, so that stopping a unit kills all it
+//! started. The mounts of `BindPaths=`, `BindReadOnlyPaths=`,
+//! `TemporaryFileSystem=`, and for commands without `+`,
+//! `InaccessiblePaths=` and `PrivateTmp=`, are applied as systemd applies
+//! them; `User=`, `DynamicUser=` and systemd's other protections are not:
+//! commands run as the test's user. [`RUNS_UNITS`] says so in test output.
+//! A unit deleted from fleet is killed without its stop commands, as
+//! fleet's unload path does (it removes the unit file while systemd stops
+//! the unit); [`FakeFleet::journal`] shows what a unit's commands printed.
 
 mod api;
+mod machine;
 mod registry;
+mod systemd;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,10 +70,12 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::{JoinHandle, JoinSet};
 
 use api::{error, parse_query, percent_decode, route};
+use machine::Executor;
+pub use machine::RUNS_UNITS;
 pub use registry::FakeMachine;
 use registry::{Override, Registry};
 
-use crate::unit::UnitOption;
+use crate::unit::{UnitOption, is_template};
 
 /// What the fake calls itself in logs and test output.
 pub const FAKE: &str = "in-repo fake of fleet API v1 (nap-fleet::fake, not fleetd)";
@@ -65,6 +92,10 @@ pub struct FakeOptions {
     pub page_size: u16,
     /// How many requests get 503 before the machine counts as registered.
     pub unregistered_requests: u32,
+    /// Where the machines keep their files. When set, the machines run each
+    /// launched unit as their systemd would (see [Machines](self#machines));
+    /// when not, a launched unit is simply `active`.
+    pub run_units_in: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeOptions {
@@ -76,6 +107,7 @@ impl Default for FakeOptions {
                 .collect(),
             page_size: 100,
             unregistered_requests: 0,
+            run_units_in: None,
         }
     }
 }
@@ -98,6 +130,7 @@ struct State {
     page_size: u16,
     unregistered_requests: u32,
     seen: Vec<SeenRequest>,
+    executor: Option<Executor>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -120,6 +153,9 @@ pub struct FakeFleet {
 impl Drop for FakeFleet {
     fn drop(&mut self) {
         self.server.abort();
+        // Stops every unit the machines run (their processes are killed
+        // with them).
+        lock(&self.state).executor = None;
     }
 }
 
@@ -196,6 +232,7 @@ impl FakeFleet {
         let mut state = lock(&self.state);
         state.registry.machines.push(machine);
         state.registry.schedule();
+        reconcile(&mut state, &self.state);
     }
 
     /// Removes a machine; its units are rescheduled elsewhere if they can be.
@@ -203,6 +240,26 @@ impl FakeFleet {
         let mut state = lock(&self.state);
         state.registry.machines.retain(|m| m.id != id);
         state.registry.schedule();
+        reconcile(&mut state, &self.state);
+    }
+
+    /// The directory standing in for machine `id`'s file system, when the
+    /// machines run units.
+    pub fn machine_root(&self, id: &str) -> Option<std::path::PathBuf> {
+        lock(&self.state)
+            .executor
+            .as_ref()
+            .map(|executor| executor.machine_root(id))
+    }
+
+    /// What the commands of unit `name` printed, and what the fake did with
+    /// them (`journalctl -u NAME`), wherever it ran.
+    pub fn journal(&self, name: &str) -> String {
+        lock(&self.state)
+            .executor
+            .as_ref()
+            .map(|executor| executor.journal(name))
+            .unwrap_or_default()
     }
 
     /// Every request so far, oldest first.
@@ -227,15 +284,46 @@ impl FakeFleet {
 }
 
 fn new_state(options: FakeOptions) -> Shared {
+    let executing = options.run_units_in.is_some();
+    if executing {
+        tracing::info!("{RUNS_UNITS}");
+    }
     Arc::new(Mutex::new(State {
         registry: Registry {
             machines: options.machines,
+            runs: executing.then(Default::default),
             ..Registry::default()
         },
         page_size: options.page_size.max(1),
         unregistered_requests: options.unregistered_requests,
         seen: Vec::new(),
+        executor: options.run_units_in.map(Executor::new),
     }))
+}
+
+/// Has the machines run what fleet has placed on them, and stop the rest.
+fn reconcile(state: &mut State, shared: &Shared) {
+    let State {
+        registry, executor, ..
+    } = state;
+    let Some(executor) = executor else {
+        return;
+    };
+    let wanted = registry
+        .units
+        .iter()
+        .filter(|(name, unit)| !is_template(name) && !unit.corrupt() && unit.desired == "launched")
+        .filter_map(|(name, unit)| {
+            Some((name.clone(), (unit.machine.clone()?, unit.options.clone())))
+        })
+        .collect();
+    let units = &registry.units;
+    let machines = &registry.machines;
+    let still_there = |name: &str, machine: &str| {
+        units.contains_key(name) && machines.iter().any(|m| m.id == machine)
+    };
+    let runs = registry.runs.get_or_insert_with(Default::default);
+    executor.reconcile(shared, &wanted, &still_there, runs);
 }
 
 enum Listener {
@@ -282,7 +370,7 @@ where
     });
 }
 
-async fn handle(state: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let uri = request.uri().clone();
     let content_types: Vec<String> = request
@@ -295,7 +383,7 @@ async fn handle(state: &Shared, request: Request<Incoming>) -> Response<Full<Byt
         Ok(body) => body.to_bytes(),
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
     };
-    let mut state = lock(state);
+    let mut state = lock(shared);
     state.seen.push(SeenRequest {
         method: method.to_string(),
         path: uri.to_string(),
@@ -308,5 +396,7 @@ async fn handle(state: &Shared, request: Request<Incoming>) -> Response<Full<Byt
     }
     let path = percent_decode(uri.path());
     let query = parse_query(uri.query().unwrap_or(""));
-    route(&mut state, &method, &path, &query, &content_types, &body)
+    let response = route(&mut state, &method, &path, &query, &content_types, &body);
+    reconcile(&mut state, shared);
+    response
 }

@@ -58,6 +58,9 @@ pub(crate) struct Registry {
     pub(crate) units: BTreeMap<String, StoredUnit>,
     pub(crate) machines: Vec<FakeMachine>,
     pub(crate) overrides: BTreeMap<String, Override>,
+    /// When the fake runs the units: each running unit's systemd active and
+    /// sub state, as its machine reports it.
+    pub(crate) runs: Option<BTreeMap<String, (String, String)>>,
 }
 
 impl Registry {
@@ -92,10 +95,13 @@ impl Registry {
             let Some(machine) = &unit.machine else {
                 continue;
             };
-            let (active, sub) = match (self.overrides.get(name), unit.desired.as_str()) {
-                (Some(o), _) => (o.active.clone(), o.sub.clone()),
-                (None, "launched") => ("active".to_owned(), "running".to_owned()),
-                (None, "loaded") => ("inactive".to_owned(), "dead".to_owned()),
+            let ran = self.runs.as_ref().map(|runs| runs.get(name).cloned());
+            let (active, sub) = match (self.overrides.get(name), unit.desired.as_str(), ran) {
+                (Some(o), _, _) => (o.active.clone(), o.sub.clone()),
+                (None, "launched" | "loaded", Some(Some(state))) => state,
+                (None, "launched", Some(None)) => ("activating".to_owned(), "start".to_owned()),
+                (None, "launched", None) => ("active".to_owned(), "running".to_owned()),
+                (None, "loaded", _) => ("inactive".to_owned(), "dead".to_owned()),
                 _ => continue,
             };
             states.push(UnitState {

@@ -161,3 +161,25 @@ async fn a_failed_validation_is_recorded_with_the_reason_and_retried_later() {
     assert!(due[0].current.is_none());
     assert!(due[0].last_error.as_deref().unwrap_or("").contains("404"));
 }
+
+/// The daemon runs renewals on spawned tasks, so the futures must be `Send`
+/// and the client shareable between tasks.
+#[test]
+fn the_client_and_its_futures_can_move_between_tasks() {
+    fn send<T: Send>(_: &T) {}
+    fn share<T: Send + Sync>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let store = CertStore::open(dir.path()).unwrap();
+    let acme = Acme::new(
+        &store,
+        nap_certs::AcmeOptions::default(),
+        Default::default(),
+    );
+    share(&store);
+    share(&acme);
+    let shop = host("shop.nap.test");
+    let renewing = renew(&store, &acme, &shop, SystemTime::now());
+    send(&renewing);
+    let issuing = acme.issue(std::slice::from_ref(&shop));
+    send(&issuing);
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use crate::certificate::{CheckError, CheckedCertificate};
 use crate::host::HostName;
 use crate::record::{Attempt, CertRecord, CertificateRecord, Source, Timestamp};
-use crate::tls::{CertResolver, TlsSetupError, server_config};
+use crate::tls::{CertResolver, HttpsAcceptor, TlsSetupError, server_config};
 
 const HOSTS_DIR: &str = "hosts";
 const VERSIONS_DIR: &str = "versions";
@@ -174,6 +174,15 @@ impl CertStore {
     /// certificates (see [`server_config`]).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
         server_config(self.resolver())
+    }
+
+    /// The acceptor of the HTTPS listener, on [`CertStore::server_config`]:
+    /// what the router needs, without naming a rustls type.
+    pub fn https_acceptor(
+        &self,
+        handshake_timeout: Duration,
+    ) -> Result<HttpsAcceptor, TlsSetupError> {
+        Ok(HttpsAcceptor::new(self.server_config()?, handshake_timeout))
     }
 
     /// Where the ACME account is kept.

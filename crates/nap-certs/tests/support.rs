@@ -284,12 +284,11 @@ pub struct HttpsServer {
 
 impl HttpsServer {
     pub async fn start(store: &CertStore) -> HttpsServer {
-        let config = store.server_config().expect("a server config");
-        HttpsServer::start_with(HttpsAcceptor::new(
-            config,
-            nap_certs::DEFAULT_HANDSHAKE_TIMEOUT,
-        ))
-        .await
+        // The way the router will get its acceptor.
+        let acceptor = store
+            .https_acceptor(nap_certs::DEFAULT_HANDSHAKE_TIMEOUT)
+            .expect("an acceptor");
+        HttpsServer::start_with(acceptor).await
     }
 
     pub async fn start_with(acceptor: HttpsAcceptor) -> HttpsServer {

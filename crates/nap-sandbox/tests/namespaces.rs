@@ -97,8 +97,8 @@ both_modes! {
         }
         assert_eq!(status.len(), 7, "{run:#?}");
         if fx.identity == Identity::DaemonUser {
-            let nested = fx.sh("unshare -U true 2>&1; echo $?").await;
-            assert!(!nested.stdout.ends_with("\n0\n"), "nested user namespace: {nested:#?}");
+            let nested = fx.sh("unshare -U true 2>/dev/null; echo $?").await.ok();
+            assert_ne!(nested.stdout, "0\n", "made a nested user namespace");
         }
     }
 }

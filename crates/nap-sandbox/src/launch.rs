@@ -38,8 +38,9 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
+use crate::etc::{ETC_DIRECTORIES, ETC_FILES};
 use crate::policy::{
-    APP_DIR, APP_USER_NAME, CACHE_DIR, HOME_DIR, Identity, Policy, PolicyError, RESERVED_PREFIX,
+    APP_DIR, APP_USER_NAME, CACHE_DIR, HOME_DIR, Identity, LaunchError, Policy, RESERVED_PREFIX,
     STORAGE_DIR,
 };
 use crate::sandbox::Sandbox;
@@ -52,34 +53,6 @@ pub(crate) const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// The shell that renames the app's variables once it runs as the app (see the module docs).
 const RENAME_SHELL: &str = "eval \"$NAP_SANDBOX_RENAME\"; exec \"$@\"";
-
-/// The host's files under `/etc` that programs need, each bound read-only where it exists.
-/// Everything else of `/etc` stays out: `shadow`, `ssh/` host keys, `ssl/private`, service
-/// configs with passwords, `machine-id`.
-const ETC_FILES: [&str; 22] = [
-    "resolv.conf",
-    "hosts",
-    "host.conf",
-    "nsswitch.conf",
-    "gai.conf",
-    "services",
-    "protocols",
-    "networks",
-    "ssl/certs",
-    "ssl/openssl.cnf",
-    "pki/tls/certs",
-    "pki/tls/openssl.cnf",
-    "pki/ca-trust",
-    "crypto-policies",
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "timezone",
-    "mime.types",
-    "fonts",
-];
 
 /// Directories at the top of `/` where programs find binaries and libraries besides `/usr`:
 /// symlinks into `/usr` on a merged-usr system, directories on an older one.
@@ -111,24 +84,16 @@ pub(crate) fn host_root_entries() -> Vec<RootEntry> {
         .collect()
 }
 
-/// The entries of [`ETC_FILES`] that this host has.
-pub(crate) fn host_etc_files() -> Vec<&'static str> {
-    ETC_FILES
-        .into_iter()
-        .filter(|file| Path::new("/etc").join(file).exists())
-        .collect()
-}
-
-/// The host paths every sandbox sees read-only (whatever the operator adds): nothing of nap's
-/// may lie inside them.
-pub(crate) fn base_host_paths(root_entries: &[RootEntry], etc_files: &[&str]) -> Vec<PathBuf> {
+/// The host paths every sandbox sees read-only, or copies of (whatever the operator adds):
+/// nothing of nap's may lie inside them.
+pub(crate) fn base_host_paths(root_entries: &[RootEntry]) -> Vec<PathBuf> {
     let mut paths = vec![PathBuf::from("/usr")];
     for entry in root_entries {
         if let RootEntry::Directory(dir) = entry {
             paths.push(dir.clone());
         }
     }
-    for file in etc_files {
+    for file in ETC_FILES.iter().chain(&ETC_DIRECTORIES) {
         if let Ok(resolved) = std::fs::canonicalize(Path::new("/etc").join(file)) {
             paths.push(resolved);
         }
@@ -156,39 +121,46 @@ impl Sandbox {
         &self,
         policy: &Policy,
         command: &[S],
-    ) -> Result<Launch, PolicyError> {
+    ) -> Result<Launch, LaunchError> {
         let (uid, gid) = match policy.identity {
             Identity::AppUser { uid, gid } => {
                 if uid == 0 || gid == 0 {
-                    return Err(PolicyError::RootIdentity { uid, gid });
+                    return Err(LaunchError::RootIdentity { uid, gid });
                 }
                 if self.euid != 0 {
-                    return Err(PolicyError::AppUserWithoutRoot { euid: self.euid });
+                    return Err(LaunchError::AppUserWithoutRoot { euid: self.euid });
                 }
                 (uid, gid)
             }
             Identity::DaemonUser => {
                 if self.euid == 0 {
-                    return Err(PolicyError::SharedUidAsRoot);
+                    return Err(LaunchError::SharedUidAsRoot);
                 }
                 (self.euid, self.egid)
             }
         };
         if command.is_empty() {
-            return Err(PolicyError::EmptyCommand);
+            return Err(LaunchError::EmptyCommand);
         }
         if let Some(index) = command
             .iter()
             .position(|word| word.as_ref().as_bytes().contains(&0))
         {
-            return Err(PolicyError::NulInCommand { index });
+            return Err(LaunchError::NulInCommand { index });
         }
         policy.check_directories()?;
         let env = policy.app_environment()?;
 
         let mut options = Options::default();
         self.namespaces_and_privileges(&mut options, policy.identity);
-        self.filesystem(&mut options, policy);
+        let etc = self
+            .etc
+            .current()
+            .map_err(|source| LaunchError::EtcCopies {
+                dir: self.state_dir.clone(),
+                source,
+            })?;
+        self.filesystem(&mut options, policy, &etc);
         options.push(["--chdir", APP_DIR, "--clearenv"]);
 
         let mut sandboxed: Vec<OsString> = Vec::new();
@@ -268,7 +240,7 @@ impl Sandbox {
         }
     }
 
-    fn filesystem(&self, options: &mut Options, policy: &Policy) {
+    fn filesystem(&self, options: &mut Options, policy: &Policy, etc: &Path) {
         options.push(["--ro-bind", "/usr", "/usr"]);
         for entry in &self.root_entries {
             match entry {
@@ -280,24 +252,28 @@ impl Sandbox {
                 }
             }
         }
+        // /etc before the operator's paths: one of them may lie inside it (its mount point
+        // is in the copies).
+        options.push_os(["--ro-bind".as_ref(), etc.as_os_str(), "/etc".as_ref()]);
+        for dir in ETC_DIRECTORIES {
+            let path = Path::new("/etc").join(dir);
+            if path.is_dir() {
+                options.push_os(["--ro-bind-try".as_ref(), path.as_os_str(), path.as_os_str()]);
+            }
+        }
         // bwrap 0.8 makes the missing parents of a mount point with mode 0700, which would
-        // leave `/etc` and an operator's `/opt` unreadable to an app that is not root: make
-        // them first, 0755.
+        // leave an operator's `/opt` unreadable to an app that is not root: make them first,
+        // 0755.
         let mut parents = BTreeSet::new();
-        let etc_paths: Vec<PathBuf> = self
-            .etc_files
+        let mount_points = self
+            .ro_paths
+            .bound
             .iter()
-            .map(|file| Path::new("/etc").join(file))
-            .collect();
-        let mount_points = etc_paths.iter().map(PathBuf::as_path).chain(
-            self.ro_paths
-                .bound
-                .iter()
-                .flat_map(|(resolved, configured)| [resolved.as_path(), configured.as_path()]),
-        );
+            .flat_map(|(resolved, configured)| [resolved.as_path(), configured.as_path()]);
         for mount_point in mount_points {
             for ancestor in mount_point.ancestors().skip(1) {
-                if ancestor.parent().is_some() && !ancestor.starts_with("/usr") {
+                let exists = ancestor.starts_with("/usr") || ancestor.starts_with("/etc");
+                if ancestor.parent().is_some() && !exists {
                     parents.insert(ancestor.to_owned());
                 }
             }
@@ -313,7 +289,8 @@ impl Sandbox {
             ]);
             // The configured path is a symlink on the host (`/opt/python` to
             // `/opt/python-3.12`): keep it one inside, so absolute paths through it work.
-            if configured != resolved && !configured.starts_with("/usr") {
+            let exists = configured.starts_with("/usr") || configured.starts_with("/etc");
+            if configured != resolved && !exists {
                 options.push_os([
                     "--symlink".as_ref(),
                     resolved.as_os_str(),
@@ -321,15 +298,7 @@ impl Sandbox {
                 ]);
             }
         }
-        for path in &etc_paths {
-            // `-try`: a file that went away since the probe (a resolv.conf being replaced)
-            // must not stop the app from starting.
-            options.push_os(["--ro-bind-try".as_ref(), path.as_os_str(), path.as_os_str()]);
-        }
         options.push([
-            "--symlink",
-            "../proc/self/mounts",
-            "/etc/mtab",
             "--perms",
             "0644",
             "--ro-bind-data",

@@ -17,7 +17,7 @@
 //! | `/cache` (`$NAP_CACHE`)        | the build cache, writable, when the policy has one      |
 //! | `/tmp` (`HOME`), `/dev/shm`    | private, empty tmpfs, gone when the process ends        |
 //! | `/usr`, `/bin`, `/lib`, ...    | the host's programs and libraries, read-only            |
-//! | `/etc`                         | a few host files programs need (DNS, TLS roots, time zone, `ld.so.cache`), read-only, and its own `passwd`/`group` naming only root, the app (`app`) and nobody |
+//! | `/etc`                         | read-only: copies of a few host files programs need (DNS, hosts, time zone, `ld.so.cache`, ...), the host's CA certificates and `alternatives` links, and its own `passwd`/`group` naming only root, the app (`app`) and nobody |
 //! | the operator's paths           | `sandbox_ro_paths` (a runtime under `/opt`), read-only  |
 //! | `/proc`                        | its own: only the sandbox's processes                    |
 //! | `/dev`                         | `null`, `zero`, `full`, `random`, `urandom`, a `/dev/tty` that is `/dev/null`, its own `pts` |
@@ -81,6 +81,7 @@
 //! of apps, releases or instances: a policy names directories, an environment and an
 //! identity, and that is all.
 
+mod etc;
 mod launch;
 mod policy;
 mod ro_paths;
@@ -88,8 +89,8 @@ mod sandbox;
 
 pub use launch::Launch;
 pub use policy::{
-    APP_DIR, APP_USER_NAME, CACHE_DIR, CACHE_VAR, DEFAULT_PATH, HOME_DIR, Identity, Policy,
-    PolicyError, STORAGE_DIR, STORAGE_VAR, prepare_writable_dir,
+    APP_DIR, APP_USER_NAME, CACHE_DIR, CACHE_VAR, DEFAULT_PATH, HOME_DIR, Identity, LaunchError,
+    Policy, STORAGE_DIR, STORAGE_VAR, prepare_writable_dir,
 };
 pub use ro_paths::{Protected, RoPathError, RoPaths, check_ro_paths};
 pub use sandbox::{BwrapVersion, ProbeError, Sandbox, SandboxOptions};

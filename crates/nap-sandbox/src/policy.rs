@@ -66,7 +66,7 @@ pub struct Policy {
 
 /// Why a [`Policy`] (with its command) cannot be turned into a sandbox.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
+pub enum LaunchError {
     /// A directory of the policy is not an absolute path.
     #[error("sandbox {what} {}: expected an absolute path", path.display())]
     NotAbsolute {
@@ -126,6 +126,14 @@ pub enum PolicyError {
     /// on the host's files.
     #[error("nap runs as root, so every app needs a uid of its own (Identity::AppUser)")]
     SharedUidAsRoot,
+    /// The copies of the host's `/etc` files could not be made.
+    #[error("cannot make the sandbox's /etc in {}: {source}", dir.display())]
+    EtcCopies {
+        /// The sandbox's state directory.
+        dir: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// A per-app uid needs root to switch to it.
     #[error("a per-app uid needs nap to run as root, but it runs as uid {euid}")]
     AppUserWithoutRoot {
@@ -136,16 +144,16 @@ pub enum PolicyError {
 
 impl Policy {
     /// The environment the app gets: the policy's, with what the sandbox adds.
-    pub(crate) fn app_environment(&self) -> Result<Vec<(String, String)>, PolicyError> {
+    pub(crate) fn app_environment(&self) -> Result<Vec<(String, String)>, LaunchError> {
         for (name, value) in &self.env {
             if !is_variable_name(name) {
-                return Err(PolicyError::BadVariableName { name: name.clone() });
+                return Err(LaunchError::BadVariableName { name: name.clone() });
             }
             if name == STORAGE_VAR || name == CACHE_VAR || name.starts_with(RESERVED_PREFIX) {
-                return Err(PolicyError::ReservedVariable { name: name.clone() });
+                return Err(LaunchError::ReservedVariable { name: name.clone() });
             }
             if value.contains('\0') {
-                return Err(PolicyError::NulInValue { name: name.clone() });
+                return Err(LaunchError::NulInValue { name: name.clone() });
             }
         }
         let mut env = self.env.clone();
@@ -161,7 +169,7 @@ impl Policy {
     }
 
     /// Checks the policy's directories: absolute, existing directories.
-    pub(crate) fn check_directories(&self) -> Result<(), PolicyError> {
+    pub(crate) fn check_directories(&self) -> Result<(), LaunchError> {
         check_directory("release tree", &self.release)?;
         check_directory("storage", &self.storage)?;
         if let Some(cache) = &self.cache {
@@ -171,21 +179,21 @@ impl Policy {
     }
 }
 
-fn check_directory(what: &'static str, path: &Path) -> Result<(), PolicyError> {
+fn check_directory(what: &'static str, path: &Path) -> Result<(), LaunchError> {
     if !path.is_absolute() {
-        return Err(PolicyError::NotAbsolute {
+        return Err(LaunchError::NotAbsolute {
             what,
             path: path.to_owned(),
         });
     }
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(PolicyError::NotADirectory {
+        Ok(_) => Err(LaunchError::NotADirectory {
             what,
             path: path.to_owned(),
             reason: "not a directory".to_owned(),
         }),
-        Err(error) => Err(PolicyError::NotADirectory {
+        Err(error) => Err(LaunchError::NotADirectory {
             what,
             path: path.to_owned(),
             reason: error.to_string(),

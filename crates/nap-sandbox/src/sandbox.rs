@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::launch::{RootEntry, SETPRIV, base_host_paths, host_etc_files, host_root_entries};
+use crate::etc::{EtcCopies, extras_for};
+use crate::launch::{RootEntry, SETPRIV, base_host_paths, host_root_entries};
 use crate::policy::{Identity, Policy, prepare_writable_dir};
 use crate::ro_paths::{Protected, ResolvedProtected, RoPathError, RoPaths, check_ro_paths};
 
@@ -76,6 +77,9 @@ pub struct SandboxOptions {
     pub ro_paths: Vec<PathBuf>,
     /// What no sandbox may show.
     pub protected: Protected,
+    /// A directory of nap's own (such as `DATA/sandbox`) where the sandbox keeps the copies
+    /// of host files it shows apps under `/etc`; made if missing.
+    pub state_dir: PathBuf,
 }
 
 /// A sandbox that is known to work on this host: what [`Sandbox::launch`] builds on.
@@ -86,7 +90,8 @@ pub struct Sandbox {
     pub(crate) euid: u32,
     pub(crate) egid: u32,
     pub(crate) root_entries: Vec<RootEntry>,
-    pub(crate) etc_files: Vec<&'static str>,
+    pub(crate) etc: EtcCopies,
+    pub(crate) state_dir: PathBuf,
     pub(crate) ro_paths: RoPaths,
 }
 
@@ -177,8 +182,8 @@ pub enum ProbeError {
     /// An operator's read-only path is refused.
     #[error(transparent)]
     RoPath(#[from] RoPathError),
-    /// The probe's scratch directory could not be made.
-    #[error("cannot make the test sandbox's directory in {}: {source}", dir.display())]
+    /// The probe's scratch directory or the sandbox's state could not be made.
+    #[error("cannot make the sandbox's files in {}: {source}", dir.display())]
     Scratch {
         /// Where.
         dir: PathBuf,
@@ -229,9 +234,8 @@ impl Sandbox {
 
         let ro_paths = check_ro_paths(&options.ro_paths, &options.protected)?;
         let root_entries = host_root_entries();
-        let etc_files = host_etc_files();
         let protected = ResolvedProtected::new(&options.protected);
-        let visible = base_host_paths(&root_entries, &etc_files)
+        let visible = base_host_paths(&root_entries)
             .into_iter()
             .chain(ro_paths.bound.iter().map(|(resolved, _)| resolved.clone()));
         for visible in visible {
@@ -250,9 +254,19 @@ impl Sandbox {
             euid,
             egid,
             root_entries,
-            etc_files,
+            etc: EtcCopies::new(&options.state_dir, extras_for(&ro_paths)),
+            state_dir: options.state_dir.clone(),
             ro_paths,
         };
+        let etc = sandbox
+            .etc
+            .current()
+            .map_err(|source| ProbeError::Scratch {
+                dir: options.state_dir.clone(),
+                source,
+            })?;
+        // No sandbox of an earlier daemon runs any more: older copies can go.
+        sandbox.etc.remove_all_but(&etc);
         sandbox.run_true().await?;
         tracing::info!(bwrap = %sandbox.bwrap.display(), %version, as_root, "sandbox works");
         Ok(sandbox)

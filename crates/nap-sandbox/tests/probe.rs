@@ -18,6 +18,7 @@ fn options(fx: &Fixture, bwrap: Option<PathBuf>, ro_paths: Vec<PathBuf>) -> Sand
             home: Some(fx.home.clone()),
             control_socket: fx.control_socket.clone(),
         },
+        state_dir: fx.state_dir(),
     }
 }
 
@@ -247,4 +248,38 @@ async fn without_user_namespaces_an_ordinary_user_is_told_what_to_enable() {
         output.status.success() && rest.contains("test result: ok. 1 passed"),
         "{rest}{stderr}"
     );
+}
+
+both_modes! {
+    async fn a_read_only_path_under_etc_joins_the_sandboxs_etc(fx: Fixture) {
+        // A runtime's configuration under /etc (Debian's Java keeps it in
+        // /etc/java-17-openjdk): any host directory of /etc that the sandbox does not show.
+        let Some(dir) = ["/etc/default", "/etc/apt", "/etc/profile.d"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|dir| dir.is_dir())
+        else {
+            eprintln!("skipped: this host has none of the directories tried");
+            return;
+        };
+        let plain = Fixture::new().await;
+        let hidden = plain.sh(&format!("ls '{}' 2>&1; true", dir.display())).await.ok();
+        assert!(hidden.stdout.contains("No such file or directory"), "{hidden:#?}");
+        let sandbox = Sandbox::probe(&options(&fx, None, vec![dir.clone()]))
+            .await
+            .expect("a path inside /etc is fine");
+        let script = format!("ls -A '{}'; cat /etc/passwd | cut -d: -f1", dir.display());
+        let launch = sandbox
+            .launch(&fx.policy(&[]), &["/bin/sh", "-c", &script])
+            .expect("a valid policy");
+        let run = crate::util::Running::spawn(&launch, launch.command("")).finish().await.ok();
+        let mut host: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        host.sort();
+        let listed: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(listed[..host.len()], host.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+        assert_eq!(listed[host.len()..], ["root", "app", "nobody"], "{run:#?}");
+    }
 }

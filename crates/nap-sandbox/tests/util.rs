@@ -168,6 +168,7 @@ impl Fixture {
                     home: Some(fixture.home.clone()),
                     control_socket: fixture.control_socket.clone(),
                 },
+                state_dir: fixture.state_dir(),
             })
             .await
             .expect("a sandbox can be made on this host"),
@@ -218,6 +219,11 @@ impl Fixture {
             identity,
             _socket: socket,
         }
+    }
+
+    /// Where the fixture's sandbox keeps its state (its /etc copies).
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("sandbox")
     }
 
     /// The fixture's probed sandbox.

@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     println!(
-        "{runs} runs each, {}; load average {}",
+        "{runs} runs each, {}; load average {}; median start to exit of /usr/bin/true:",
         if sandbox.runs_as_root() {
             "as root (app uid via setpriv)"
         } else {
@@ -78,30 +78,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("                   median wall   CPU (user+sys of all processes)");
-    for (name, (wall, cpu)) in [
+    for (name, wall) in [
         ("plain", plain),
         ("/bin/sh wrapper", wrapped),
         ("sandboxed", sandboxed),
     ] {
-        println!("  {name:<16} {wall:>10.2?}   {cpu:>8.2?}");
+        println!("  {name:<16} {wall:>10.2?}");
     }
     println!(
-        "  sandbox adds    {:>10.2?}   {:>8.2?} over the wrapper",
-        sandboxed.0.saturating_sub(wrapped.0),
-        sandboxed.1.saturating_sub(wrapped.1)
+        "  sandbox adds     {:>10.2?} over the wrapper",
+        sandboxed.saturating_sub(wrapped)
     );
     Ok(())
 }
 
-/// Runs `start` `runs` times: the median wall time of one run, and the CPU time per run of
-/// the processes it started.
-async fn measure<F, Fut>(runs: usize, start: F) -> std::io::Result<(Duration, Duration)>
+/// Runs `start` `runs` times and returns the median wall time of one run.
+async fn measure<F, Fut>(runs: usize, start: F) -> std::io::Result<Duration>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<std::process::ExitStatus>>,
 {
-    let cpu_before = children_cpu()?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let begin = Instant::now();
@@ -109,18 +105,6 @@ where
         times.push(begin.elapsed());
         assert!(status.success(), "{status}");
     }
-    let cpu = (children_cpu()? - cpu_before) / runs as u32;
     times.sort_unstable();
-    Ok((times[times.len() / 2], cpu))
-}
-
-/// The CPU time of this process's reaped children so far (`/proc/self/stat`'s cutime and
-/// cstime, in clock ticks of 10 ms).
-fn children_cpu() -> std::io::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
-        .split(' ')
-        .collect();
-    let ticks: u64 = fields[13].parse().unwrap_or(0) + fields[14].parse().unwrap_or(0);
-    Ok(Duration::from_millis(ticks * 10))
+    Ok(times[times.len() / 2])
 }

@@ -19,6 +19,12 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
+# Every app process runs in bubblewrap (nap-sandbox, and the fake fleet's
+# machines); nap-certs' tests get certificates from pebble, the ACME test
+# server, and check TLS versions with openssl's client.
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v pebble >/dev/null || need+=(pebble)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive

@@ -776,6 +776,7 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
         }
         eprintln!("nap-bench: --- {figure} ---");
         match figure {
+            "router" => rows.extend(crate::router::figure(options, &dir.path().join("router"))),
             "checkout" => {
                 rows.push(row(
                     "nap's checkout of the big tree ÷ `git archive | tar -x` (ext4 disk, where nap's data lives)",

@@ -161,7 +161,7 @@ impl SshTarget {
 }
 
 /// A free port on 127.0.0.1, as the kernel hands them out.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

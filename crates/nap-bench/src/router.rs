@@ -84,10 +84,22 @@ fn wrk(script: &Path, port: u16, mode: Mode, duration: Duration) -> anyhow::Resu
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("cannot read wrk's summary:\n{text}"))?;
-    let [requests, duration_us, p50_us, p99_us, connect, read, write, status, timeout] =
-        numbers[..]
+    let [
+        requests,
+        duration_us,
+        p50_us,
+        p99_us,
+        connect,
+        read,
+        write,
+        status,
+        timeout,
+    ] = numbers[..]
     else {
-        bail!("wrk's summary has {} numbers, not 9:\n{text}", numbers.len());
+        bail!(
+            "wrk's summary has {} numbers, not 9:\n{text}",
+            numbers.len()
+        );
     };
     if requests == 0.0 || duration_us == 0.0 {
         bail!("wrk made no request:\n{text}");

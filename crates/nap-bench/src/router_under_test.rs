@@ -1,20 +1,11 @@
 //! nap's router, run in this process the way `nap serve` runs it, for the router figure.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::oneshot;
-
-/// A fixed membership: the app `bench` and its instances.
-struct Fixed(HashMap<String, Vec<SocketAddr>>);
-
-impl nap_router::Membership for Fixed {
-    fn instances<'a>(&'a self, app: &'a str) -> nap_router::BoxFuture<'a, Option<Vec<SocketAddr>>> {
-        Box::pin(async move { self.0.get(app).cloned() })
-    }
-}
+use nap_router::Routes;
+use tokio::sync::{oneshot, watch};
 
 /// `nap_router::serve` on a free 127.0.0.1 port, on a runtime of its own; stopped when
 /// dropped.
@@ -42,17 +33,18 @@ impl RouterUnderTest {
             .block_on(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
             .context("cannot bind the router")?;
         let port = listener.local_addr()?.port();
-        let membership = Arc::new(Fixed(HashMap::from([(
-            "bench".to_owned(),
-            instances.to_vec(),
-        )])));
+        // A fixed snapshot: the app `bench` and its instances. The sender stays
+        // with the router task, as the daemon's stays alive while it serves.
+        let routes: Routes = [("bench", instances.to_vec())].into_iter().collect();
+        let (publish, receiver) = watch::channel(Arc::new(routes));
         let (stop, stopped) = oneshot::channel::<()>();
         runtime.spawn(nap_router::serve(
             listener,
             nap_router::Options::default(),
-            membership,
+            receiver,
             async move {
                 let _ = stopped.await;
+                drop(publish);
             },
         ));
         Ok(RouterUnderTest {

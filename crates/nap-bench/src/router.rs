@@ -271,8 +271,8 @@ fn measure(options: &Options, dir: &Path) -> anyhow::Result<Vec<Row>> {
                  Host and X-Forwarded-For/-Proto/-Host set as nap sets them, access_log off, keepalive_requests 1000000",
                 proxy.workers
             ),
-            "nap: `nap_router::serve` with `Options::default()` and a fixed snapshot of the two backends, in this process, \
-             on a tokio multi-thread runtime built as `nap serve` builds it, under the same `info` log filter"
+            "nap: `nap_router::serve` with `Options::default()` (one worker thread per core) and a fixed snapshot \
+             of the two backends, in this process, under the `info` log filter `nap serve` uses"
                 .to_owned(),
         ]);
     }

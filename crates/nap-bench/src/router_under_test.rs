@@ -24,7 +24,8 @@ impl RouterUnderTest {
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_writer(std::io::stderr)
             .try_init();
-        // As `nap serve` builds its runtime.
+        // As `nap serve` builds its runtime; the router itself runs on worker threads
+        // of its own.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

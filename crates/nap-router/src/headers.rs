@@ -105,6 +105,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> b
         for token in connection_tokens(headers) {
             if token.eq_ignore_ascii_case("close") {
                 close = true;
+            } else if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                // Those headers go anyway (or stay for an upgrade).
             } else if let Some(name) = headers
                 .keys()
                 .find(|name| name.as_str().eq_ignore_ascii_case(token))

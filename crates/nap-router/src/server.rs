@@ -134,8 +134,11 @@ struct Worker {
 
 impl Worker {
     fn run(self) -> io::Result<()> {
+        // Sockets and timers only: the signal and process drivers would be
+        // looked at every time the worker waits, for nothing.
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_io()
+            .enable_time()
             .build()?;
         let Worker {
             listener,

@@ -10,12 +10,37 @@ fn through_router(nap: &Nap, host: &str) -> Option<(u16, String)> {
     http(nap.router_port, "GET", "/", &[("Host", host)], "")
 }
 
+/// Asks the router for `host` until `done` accepts the answers so far. The
+/// router learns of instances from a snapshot the daemon publishes a moment
+/// after they are up (for now it looks every 100 ms), not from the deploy
+/// itself.
+fn until_routed(nap: &Nap, host: &str, done: impl Fn(&[(u16, String)]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut answers = Vec::new();
+    while !done(&answers) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router never routed {host} as expected: {answers:?}"
+        );
+        answers.extend(through_router(nap, host));
+    }
+}
+
 #[test]
 fn the_router_balances_and_loses_no_request_when_an_instance_dies() {
     let nap = Nap::start();
     let alice = nap.user("alice", "ed25519", false);
     let repo = alice.app_repo("web", &server_profile("scale: 3\n"));
     alice.deploy(&repo, "web");
+    // Until all three instances are in the router's snapshot.
+    until_routed(&nap, "web.localhost", |answers| {
+        let names: std::collections::HashSet<&str> = answers
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .filter_map(|(_, body)| body.split_whitespace().next())
+            .collect();
+        names.len() == 3
+    });
 
     let mut served: HashMap<String, usize> = HashMap::new();
     for _ in 0..30 {
@@ -55,6 +80,9 @@ fn unknown_apps_are_404_and_apps_with_nothing_up_are_502() {
     let alice = nap.user("alice", "ed25519", false);
     let repo = alice.app_repo("web", &server_profile(""));
     alice.deploy(&repo, "web");
+    until_routed(&nap, "web.localhost", |answers| {
+        answers.last().is_some_and(|(status, _)| *status == 200)
+    });
     assert_eq!(through_router(&nap, "nosuch.localhost").unwrap().0, 404);
     assert_eq!(through_router(&nap, "localhost").unwrap().0, 404);
     assert!(alice.ssh(&["scale", "web", "0"]).status.success());

@@ -200,6 +200,13 @@ impl ChildGuard {
         }
     }
 
+    /// Whether the process has exited (or was stopped already).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| !matches!(child.try_wait(), Ok(None)))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

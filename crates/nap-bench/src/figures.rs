@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use crate::Options;
 use crate::cleanup::{BenchDir, ChildGuard, kill_processes_in};
 use crate::report::{Measure, Row, Target, Unit, median, render};
+use crate::repos::{FAST_PROFILE, Repos, git};
 use crate::servers::{Client, NapServer, SERVER_PATH, Sshd, receive_pack_path, run_ok};
 
 /// Instance ports of the main daemon and of the RSS daemons; above the kernel's ephemeral
@@ -23,130 +24,6 @@ const DIRECT_PORTS: u16 = 61800;
 
 /// Concurrent sessions of the sessions figure.
 const SESSIONS: usize = 32;
-
-/// A tiny HTTP listener for the 100-instance RSS figure (python, ~9 MiB each; that is the
-/// instances' memory, not the daemon's).
-const TINY_SERVER: &str = r#"import os, socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(os.environ["PORT"])))
-s.listen(64)
-while True:
-    c, _ = s.accept()
-    c.recv(4096)
-    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    c.close()
-"#;
-
-/// The repositories pushed.
-struct Repos {
-    small: PathBuf,
-    scale1: PathBuf,
-    tiny: PathBuf,
-    big: Option<PathBuf>,
-    /// `big` pushed into a bare repository with stock git (a received pack, as nap's repos
-    /// hold), for the checkout figure.
-    big_bare: Option<PathBuf>,
-}
-
-fn git(dir: &Path) -> Command {
-    let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.invalid",
-        ])
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("PATH", SERVER_PATH);
-    command
-}
-
-fn mkrepo(options: &Options, dir: &Path, args: [&str; 3]) -> anyhow::Result<()> {
-    let started = Instant::now();
-    run_ok(
-        Command::new("python3")
-            .arg(&options.mkrepo)
-            .arg(dir)
-            .args(args)
-            .env("PATH", SERVER_PATH),
-    )?;
-    eprintln!(
-        "nap-bench: made {} ({} files × {} KB, {} commits) in {:.1} s",
-        dir.display(),
-        args[0],
-        args[1],
-        args[2],
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-impl Repos {
-    fn make(options: &Options, dir: &Path) -> anyhow::Result<Repos> {
-        if !options.mkrepo.exists() {
-            bail!(
-                "{} does not exist (pass --mkrepo)",
-                options.mkrepo.display()
-            );
-        }
-        let small = dir.join("small");
-        mkrepo(options, &small, ["10", "4", "1"])?;
-
-        let scale1 = dir.join("scale1");
-        run_ok(git(dir).args(["clone", "-q"]).arg(&small).arg(&scale1))?;
-        std::fs::write(
-            scale1.join("profile"),
-            "command: python3 -m http.server $PORT\nscale: 1\nmemory: 128M\n",
-        )?;
-        run_ok(git(&scale1).args(["commit", "-qam", "scale 1"]))?;
-
-        let tiny = dir.join("tiny");
-        std::fs::create_dir_all(&tiny)?;
-        run_ok(git(&tiny).args(["init", "-q", "-b", "master"]))?;
-        std::fs::write(tiny.join("srv.py"), TINY_SERVER)?;
-        std::fs::write(
-            tiny.join("profile"),
-            "command: python3 srv.py\nscale: 1\nmemory: 64M\n",
-        )?;
-        run_ok(git(&tiny).args(["add", "-A"]))?;
-        run_ok(git(&tiny).args(["commit", "-qm", "tiny"]))?;
-
-        let (big, big_bare) = if options.wants("big") || options.wants("checkout") {
-            let big = dir.join("big");
-            mkrepo(options, &big, ["5000", "16", "20"])?;
-            if options.repack {
-                run_ok(git(&big).args(["repack", "-adq"]))?;
-            }
-            let bare = dir.join("big-received.git");
-            run_ok(git(dir).args(["init", "-q", "--bare"]).arg(&bare))?;
-            run_ok(git(&big).arg("push").arg("-q").arg(&bare).arg("master"))?;
-            let pack_bytes: u64 = std::fs::read_dir(bare.join("objects/pack"))?
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum();
-            eprintln!(
-                "nap-bench: big repository's pack: {:.1} MB",
-                pack_bytes as f64 / 1e6
-            );
-            (Some(big), Some(bare))
-        } else {
-            (None, None)
-        };
-        Ok(Repos {
-            small,
-            scale1,
-            tiny,
-            big,
-            big_bare,
-        })
-    }
-}
 
 /// `GET /` answered with 200.
 fn answers(port: u16) -> bool {
@@ -333,6 +210,30 @@ impl Bench<'_> {
             },
         ];
         Ok((nap_total, Some(reference), notes))
+    }
+
+    /// What a push of `repo` costs before nap does anything of its own: an ssh session
+    /// with nap, and the same push to a local bare repository (git's own work, no ssh).
+    fn floors(&self, repo: &Path) -> anyhow::Result<Vec<String>> {
+        let nap = self.nap()?;
+        let dir = BenchDir::new("nap-bench-floor-")?;
+        let (mut sessions, mut local) = (Vec::new(), Vec::new());
+        for run in 0..self.options.runs {
+            let started = Instant::now();
+            run_ok(&mut nap.target.ssh(&["apps"]))?;
+            sessions.push(started.elapsed().as_secs_f64());
+            let bare = dir.path().join(format!("local-{run}.git"));
+            run_ok(git(dir.path()).args(["init", "-q", "--bare"]).arg(&bare))?;
+            let started = Instant::now();
+            run_ok(git(repo).arg("push").arg("-q").arg(&bare).arg("master"))?;
+            local.push(started.elapsed().as_secs_f64());
+        }
+        Ok(vec![format!(
+            "floors (medians): an ssh session with nap (`ssh nap apps`) {}; `git push` of the same repository \
+             to a local bare repository, no ssh (git's own work, both sides pay it) {}",
+            ms(median(&sessions)),
+            ms(median(&local))
+        )])
     }
 
     /// nap-git's checkout of the big tree vs `git archive | tar -x`, into `root`.
@@ -719,6 +620,7 @@ fn load_average() -> String {
 
 /// Runs every selected figure; the report. Fails only if nothing could be measured.
 pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
+    crate::install::ensure(options)?;
     let dir = BenchDir::new("nap-bench-")?;
     let client = Client::new(dir.path())?;
     let header = environment(options, bin);
@@ -729,7 +631,7 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
     // Its own directory under /tmp: the sessions' user must reach authorized_keys and
     // its repositories, and the main temp dir is private (0700).
     let sshd_dir = BenchDir::new("nap-bench-sshd-")?;
-    let sshd = if wants(&["small", "big", "sessions"]) {
+    let sshd = if wants(&["small", "small-fast", "big", "sessions"]) {
         match Sshd::start(sshd_dir.path(), &client) {
             Ok(sshd) => Some(sshd),
             Err(error) => {
@@ -740,7 +642,7 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
     } else {
         None
     };
-    let nap = if wants(&["small", "big", "sessions", "scale"]) {
+    let nap = if wants(&["small", "small-fast", "big", "sessions", "scale"]) {
         let started = NapServer::start(
             bin,
             &dir.path().join("nap"),
@@ -776,6 +678,7 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
         }
         eprintln!("nap-bench: --- {figure} ---");
         match figure {
+            "router" => rows.extend(crate::router::figure(options, &dir.path().join("router"))),
             "checkout" => {
                 rows.push(row(
                     "nap's checkout of the big tree ÷ `git archive | tar -x` (ext4 disk, where nap's data lives)",
@@ -798,6 +701,23 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
                 "small push + deploy (scale 3, until all answer) ÷ bare OpenSSH push",
                 Target::RatioAtMost(0.5),
                 bench.push_figure("small", &repos.small, false),
+            )),
+            "small-fast" => rows.push(row(
+                "the same with an app that starts in < 5 ms (`busybox httpd`) ÷ bare OpenSSH push",
+                Target::RatioAtMost(0.5),
+                bench
+                    .push_figure("small-fast", &repos.fast, false)
+                    .and_then(|(nap, reference, mut notes)| {
+                        notes.insert(
+                            0,
+                            format!(
+                                "the app's profile: `{}`",
+                                FAST_PROFILE.trim().replace('\n', "; ")
+                            ),
+                        );
+                        notes.extend(bench.floors(&repos.fast)?);
+                        Ok((nap, reference, notes))
+                    }),
             )),
             "big" => match &repos.big {
                 Some(big) => rows.push(row(

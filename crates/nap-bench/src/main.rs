@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p nap-bench [-- --quick] [--runs N] [--only NAME[,NAME]] [--serve-arg ARG]
-//!     NAME: small, big, checkout, sessions, scale, rss
+//!     NAME: router, small, small-fast, big, checkout, sessions, scale, rss
 //! ```
 //!
 //! It builds nap (`cargo build --release -p nap`) unless `--no-build`, starts every server
@@ -14,7 +14,12 @@
 
 mod cleanup;
 mod figures;
+mod install;
+mod nginx;
 mod report;
+mod repos;
+mod router;
+mod router_under_test;
 mod servers;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +28,16 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 /// The figures, in the order they run.
-pub const FIGURES: [&str; 6] = ["checkout", "small", "big", "sessions", "scale", "rss"];
+pub const FIGURES: [&str; 8] = [
+    "router",
+    "checkout",
+    "small",
+    "small-fast",
+    "big",
+    "sessions",
+    "scale",
+    "rss",
+];
 
 /// Command-line options.
 #[derive(Debug)]
@@ -55,7 +69,8 @@ const USAGE: &str = "\
 usage: nap-bench [--quick] [--runs N] [--only NAME[,NAME...]] [--mkrepo PATH] [--no-build] [--nap PATH] [--repack] [--serve-arg ARG]...
   --quick       3 runs per figure instead of 5
   --runs N      N measured runs per figure
-  --only NAME   run only these figures: small, big, checkout, sessions, scale, rss (repeatable)
+  --only NAME   run only these figures: router, small, small-fast, big, checkout,
+                sessions, scale, rss (repeatable)
   --mkrepo PATH the repository generator [default: $NAP_BENCH_MKREPO, else shared/mkrepo.py beside the checkout]
   --no-build    do not run `cargo build --release -p nap` first
   --nap PATH    the nap binary [default: next to this binary, i.e. target/release/nap]

@@ -9,6 +9,10 @@ pub enum Unit {
     Seconds,
     MiB,
     KiB,
+    /// Requests per second.
+    PerSecond,
+    /// A latency, in seconds, shown in milliseconds with two decimals.
+    Latency,
 }
 
 impl Unit {
@@ -18,6 +22,8 @@ impl Unit {
             Unit::Seconds => format!("{value:.2} s"),
             Unit::MiB => format!("{value:.1} MiB"),
             Unit::KiB => format!("{value:.0} KiB"),
+            Unit::PerSecond => format!("{value:.0}/s"),
+            Unit::Latency => format!("{:.2} ms", value * 1000.0),
         }
     }
 }
@@ -69,6 +75,10 @@ pub fn median(samples: &[f64]) -> f64 {
 pub enum Target {
     /// nap ÷ reference at most this.
     RatioAtMost(f64),
+    /// nap ÷ reference at least this (throughput).
+    RatioAtLeast(f64),
+    /// No target: the figure is there to explain the others.
+    Informational,
     /// reference ÷ nap at least this.
     InverseRatioAtLeast(f64),
     /// nap's value at most this (in its unit).
@@ -100,7 +110,9 @@ impl Row {
             return "error";
         };
         let pass = match (self.target, self.ratio()) {
+            (Target::Informational, _) => return "–",
             (Target::RatioAtMost(t), Some(r)) => r <= t,
+            (Target::RatioAtLeast(t), Some(r)) => r >= t,
             (Target::InverseRatioAtLeast(t), Some(r)) => r >= t,
             (Target::AtMost(t), _) => nap.median() <= t,
             _ => false,
@@ -111,6 +123,8 @@ impl Row {
     fn target_text(&self) -> String {
         match (self.target, &self.outcome) {
             (Target::RatioAtMost(t), _) => format!("nap÷ref ≤ {t}"),
+            (Target::RatioAtLeast(t), _) => format!("nap÷ref ≥ {t}"),
+            (Target::Informational, _) => "–".to_owned(),
             (Target::InverseRatioAtLeast(t), _) => format!("ref÷nap ≥ {t}"),
             (Target::AtMost(t), Ok((nap, _))) => format!("≤ {}", nap.unit.show(t)),
             (Target::AtMost(t), Err(_)) => format!("≤ {t}"),

@@ -161,7 +161,7 @@ impl SshTarget {
 }
 
 /// A free port on 127.0.0.1, as the kernel hands them out.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -356,7 +356,7 @@ impl Sshd {
     /// `dir` must be a fresh directory that only this server uses.
     pub fn start(dir: &Path, client: &Client) -> anyhow::Result<Sshd> {
         if !Path::new(SSHD).exists() {
-            bail!("{SSHD} is missing: apt-get install openssh-server");
+            bail!("{SSHD} is missing (run nap-bench as root to have it install openssh-server)");
         }
         // The privilege separation directory sshd insists on (Debian creates it at boot).
         std::fs::create_dir_all("/run/sshd").context("cannot create /run/sshd")?;

@@ -283,11 +283,18 @@ pub async fn serve(
         domain: daemon.settings.domain.clone(),
         ..nap_router::Options::default()
     };
-    let members = Arc::new(web::Members(daemon.clone()));
+    let (routes_feed, routes) = web::RoutesFeed::start(daemon.clone()).await;
+    tasks.spawn({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            routes_feed.run(stop).await;
+            Ok(())
+        }
+    });
     tasks.spawn(nap_router::serve(
         router_listener,
         router_options,
-        members,
+        routes,
         stopped(stop_rx.clone()),
     ));
     tasks.spawn({

@@ -118,7 +118,16 @@ impl Body for ResponseBody {
                 Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
             }
             ResponseBody::Upstream(body) => {
-                let frame = Pin::new(&mut body.incoming).poll_frame(cx);
+                let mut frame = Pin::new(&mut body.incoming).poll_frame(cx);
+                // The instance's connection is driven by this task: once the
+                // body has asked for data (the poll above), let it read and
+                // pass the data on, then look again.
+                if frame.is_pending()
+                    && let Some(checkin) = body.checkin.as_mut()
+                {
+                    checkin.connection.drive(cx);
+                    frame = Pin::new(&mut body.incoming).poll_frame(cx);
+                }
                 match &frame {
                     // hyper stops polling once `is_end_stream` says so, so
                     // the end may be the last frame rather than a `None`.

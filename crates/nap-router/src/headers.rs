@@ -2,9 +2,11 @@
 
 use std::net::IpAddr;
 
+use hyper::body::Bytes;
+
 use hyper::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, Entry, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -34,76 +36,177 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
 }
 
+// The hop-by-hop headers a message can carry, as bits of one byte.
+const HAS_CONNECTION: u8 = 1;
+const HAS_KEEP_ALIVE: u8 = 1 << 1;
+const HAS_TE: u8 = 1 << 2;
+const HAS_TRAILER: u8 = 1 << 3;
+const HAS_TRANSFER_ENCODING: u8 = 1 << 4;
+const HAS_UPGRADE: u8 = 1 << 5;
+const HAS_PROXY: u8 = 1 << 6;
+
+/// Which bit `name` sets if it is hop-by-hop whatever `Connection` says;
+/// 0 if it is not. Standard names compare as numbers, so this is cheap.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == CONNECTION {
+        HAS_CONNECTION
+    } else if name == TE {
+        HAS_TE
+    } else if name == TRAILER {
+        HAS_TRAILER
+    } else if name == TRANSFER_ENCODING {
+        HAS_TRANSFER_ENCODING
+    } else if name == UPGRADE {
+        HAS_UPGRADE
+    } else {
+        let name = name.as_str();
+        if name == "keep-alive" {
+            HAS_KEEP_ALIVE
+        } else if name.starts_with("proxy-") {
+            HAS_PROXY
+        } else {
+            0
+        }
+    }
+}
+
 /// Removes the hop-by-hop headers: `Connection` and every header it lists,
 /// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and all
 /// `Proxy-*`. They describe one connection, and the router has two; hyper
-/// frames each side's bodies itself.
+/// frames each side's bodies itself. Returns whether `Connection` said
+/// `close`.
 ///
 /// With `keep_upgrade` (an upgrade handshake) the `Upgrade` header survives and
 /// `Connection: upgrade` is set again, because the handshake is exactly what
 /// has to reach the other side.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+///
+/// Every message passes through here, so it looks at each header name once
+/// and removes only what is there: most requests carry none of these, most
+/// responses only `Connection: keep-alive`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
+    let present = headers
+        .keys()
+        .fold(0, |present, name| present | hop_by_hop_bit(name));
+    if present == 0 {
+        return false;
+    }
     let upgrade = if keep_upgrade {
         headers.get(UPGRADE).cloned()
     } else {
         None
     };
-    // `Connection: host` must not make the instance lose the Host: that
-    // would be a way to reach an app's default virtual host.
-    let listed: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .filter(|name| *name != HOST)
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    let mut close = false;
+    if present & HAS_CONNECTION != 0 {
+        // The headers `Connection` lists, found among those present (so that
+        // the usual `keep-alive` and `close` cost no new header name).
+        // `Connection: host` must not make the instance lose the Host: that
+        // would be a way to reach an app's default virtual host.
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for token in connection_tokens(headers) {
+            if token.eq_ignore_ascii_case("close") {
+                close = true;
+            } else if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                // Those headers go anyway (or stay for an upgrade).
+            } else if let Some(name) = headers
+                .keys()
+                .find(|name| name.as_str().eq_ignore_ascii_case(token))
+                && *name != HOST
+                && hop_by_hop_bit(name) == 0
+            {
+                listed.push(name.clone());
+            }
+        }
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
     }
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
+    if present & HAS_PROXY != 0 {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+    for (bit, name) in [
+        (HAS_KEEP_ALIVE, KEEP_ALIVE),
+        (HAS_TE, TE),
+        (HAS_TRAILER, TRAILER),
+        (HAS_TRANSFER_ENCODING, TRANSFER_ENCODING),
+        (HAS_UPGRADE, UPGRADE),
     ] {
-        headers.remove(name);
-    }
-    for name in [PROXY_AUTHENTICATE, PROXY_AUTHORIZATION] {
-        headers.remove(name);
-    }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+        if present & bit != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(upgrade) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, upgrade);
     }
+    close
 }
 
-/// Tells the instance who asked: appends the client's address to
-/// `X-Forwarded-For` (keeping what proxies in front of us wrote there) and
-/// sets `X-Forwarded-Proto: http` and `X-Forwarded-Host` (the original Host),
-/// replacing whatever the client claimed for those two.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, host: HeaderValue) {
-    let client = client.to_canonical().to_string();
-    let mut chain: Vec<u8> = Vec::new();
-    for earlier in headers.get_all(X_FORWARDED_FOR) {
-        chain.extend_from_slice(earlier.as_bytes());
-        chain.extend_from_slice(b", ");
+/// A client's address as `X-Forwarded-For` carries it: IPv4 in dotted form
+/// (also when it reached an IPv6 socket as `::ffff:a.b.c.d`), IPv6 as text.
+pub(crate) fn forwarded_for_value(client: IpAddr) -> HeaderValue {
+    let text = match client.to_canonical() {
+        // Every connection needs this, and `Display` goes through the
+        // formatting machinery: IPv4 is written by hand.
+        IpAddr::V4(ip) => {
+            let mut text = Vec::with_capacity(15);
+            for (index, octet) in ip.octets().into_iter().enumerate() {
+                if index > 0 {
+                    text.push(b'.');
+                }
+                if octet >= 100 {
+                    text.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    text.push(b'0' + octet / 10 % 10);
+                }
+                text.push(b'0' + octet % 10);
+            }
+            text
+        }
+        IpAddr::V6(ip) => ip.to_string().into_bytes(),
+    };
+    HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Tells the instance who asked: appends the client's address (from
+/// [`forwarded_for_value`]) to `X-Forwarded-For`, keeping what proxies in
+/// front of us wrote there, and sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (the original Host), replacing whatever the client
+/// claimed for those two.
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: &HeaderValue,
+    host: &HeaderValue,
+) {
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(client.clone());
+        }
+        Entry::Occupied(mut entry) => {
+            let mut chain: Vec<u8> = Vec::new();
+            for earlier in entry.iter() {
+                chain.extend_from_slice(earlier.as_bytes());
+                chain.extend_from_slice(b", ");
+            }
+            chain.extend_from_slice(client.as_bytes());
+            // Joining valid header values with ", " gives a valid header
+            // value; the fallback is for the impossible case only.
+            entry.insert(HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client.clone()));
+        }
     }
-    chain.extend_from_slice(client.as_bytes());
-    // Joining valid header values with ", " gives a valid header value; the
-    // fallback is for the impossible case only.
-    let chain = HeaderValue::from_bytes(&chain)
-        .or_else(|_| HeaderValue::from_str(&client))
-        .unwrap_or(HeaderValue::from_static("unknown"));
-    headers.insert(X_FORWARDED_FOR, chain);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_HOST, host);
+    headers.insert(X_FORWARDED_PROTO, proto.clone());
+    headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
 #[cfg(test)]
@@ -133,7 +236,7 @@ mod tests {
     #[track_caller]
     fn check_strip(input: &[(&str, &str)], keep_upgrade: bool, expected: &[&str]) {
         let mut map = headers(input);
-        strip_hop_by_hop(&mut map, keep_upgrade);
+        let _close = strip_hop_by_hop(&mut map, keep_upgrade);
         assert_eq!(render(&map), expected);
     }
 
@@ -157,6 +260,25 @@ mod tests {
             false,
             &["accept: */*", "host: web.localhost"],
         );
+    }
+
+    #[test]
+    fn close_is_reported() {
+        for (lines, close) in [
+            (&[("connection", "keep-alive")][..], false),
+            (&[("connection", "Keep-Alive, CLOSE")][..], true),
+            (
+                &[("connection", "keep-alive"), ("connection", "close")][..],
+                true,
+            ),
+            (&[("x-close", "close")][..], false),
+        ] {
+            assert_eq!(
+                strip_hop_by_hop(&mut headers(lines), false),
+                close,
+                "{lines:?}"
+            );
+        }
     }
 
     #[test]
@@ -198,6 +320,21 @@ mod tests {
     }
 
     #[test]
+    fn client_addresses_as_forwarded_for_writes_them() {
+        for (ip, text) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("0.0.0.0", "0.0.0.0"),
+            ("10.200.9.255", "10.200.9.255"),
+            ("::ffff:192.168.100.1", "192.168.100.1"),
+            ("::1", "::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            let value = forwarded_for_value(ip.parse().expect("ip"));
+            assert_eq!(value.to_str().expect("text"), text);
+        }
+    }
+
+    #[test]
     fn forwarded_headers_append_and_replace() {
         let mut map = headers(&[
             ("x-forwarded-for", "10.0.0.1"),
@@ -207,8 +344,9 @@ mod tests {
         ]);
         add_forwarded(
             &mut map,
-            "::ffff:127.0.0.1".parse().expect("ip"),
-            HeaderValue::from_static("web.localhost:8000"),
+            &forwarded_for_value("::ffff:127.0.0.1".parse().expect("ip")),
+            &HeaderValue::from_static("http"),
+            &HeaderValue::from_static("web.localhost:8000"),
         );
         assert_eq!(
             render(&map),
@@ -221,8 +359,9 @@ mod tests {
         let mut map = HeaderMap::new();
         add_forwarded(
             &mut map,
-            "::1".parse().expect("ip"),
-            HeaderValue::from_static("web.localhost"),
+            &forwarded_for_value("::1".parse().expect("ip")),
+            &HeaderValue::from_static("https"),
+            &HeaderValue::from_static("web.localhost"),
         );
         assert_eq!(
             map.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes),

@@ -1,5 +1,7 @@
 //! Which app a request is for, from its `Host`.
 
+use std::borrow::Cow;
+
 /// Normalises the configured domain the way hosts are normalised: lower case,
 /// no leading or trailing dots (`.Example.COM.` is `example.com`).
 pub(crate) fn normalise_domain(domain: &str) -> String {
@@ -10,7 +12,8 @@ pub(crate) fn normalise_domain(domain: &str) -> String {
 /// of `APP.<domain>`, lower-cased. The port is ignored, case does not matter
 /// and a trailing dot (a fully qualified name) is tolerated. `None` if `host`
 /// is not exactly one DNS label under `domain` (which must be normalised).
-pub(crate) fn app_name(host: &str, domain: &str) -> Option<String> {
+/// Borrowed from `host` when it is lower case already, as browsers send it.
+pub(crate) fn app_name<'a>(host: &'a str, domain: &str) -> Option<Cow<'a, str>> {
     // An IPv6 literal never names an app (and its colons are no port).
     if host.starts_with('[') {
         return None;
@@ -34,7 +37,14 @@ pub(crate) fn app_name(host: &str, domain: &str) -> Option<String> {
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    is_label.then(|| label.to_ascii_lowercase())
+    if !is_label {
+        return None;
+    }
+    Some(if label.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(label.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(label)
+    })
 }
 
 #[cfg(test)]

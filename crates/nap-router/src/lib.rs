@@ -1,47 +1,50 @@
 //! The HTTP router: `APP.<domain>` balanced over an app's live instances.
 //!
 //! [`serve`] accepts HTTP/1.1 connections, reads the app from the `Host`
-//! header, asks a [`Membership`] where that app's instances are and forwards
-//! the request to one of them, round robin. It behaves like the routers of
+//! header, looks up where that app's instances are in the newest [`Routes`]
+//! snapshot the daemon published and forwards the request to one of them,
+//! round robin. It behaves like the routers of
 //! Heroku and Dokku (nginx): an instance that refuses the connection is
 //! skipped at once, bodies stream both ways, WebSockets pass through, and the
 //! instance learns the client through `X-Forwarded-*` headers.
 //!
-//! Module map: `host` (which app a `Host` is for), `headers` (hop-by-hop and
-//! forwarding headers), `body` (the bodies that flow through), `pool`
-//! (connections to instances), `proxy` (one request: choose, forward, retry,
-//! upgrade) and `server` (the accept loop, limits and graceful stop).
+//! Membership stays off the request path: the daemon publishes a new
+//! [`Routes`] through a `tokio::sync::watch` channel whenever an instance
+//! comes up or goes down, and each client connection only checks, per
+//! request, whether one arrived. Round robin, the memory of refused
+//! connections and the keep-alive pools live per app and per instance, so no
+//! request waits for a lock of the whole router.
+//!
+//! Module map: `routes` (the published snapshot), `table` (the router's state
+//! per app and instance, carried from snapshot to snapshot), `host` (which app
+//! a `Host` is for), `headers` (hop-by-hop and forwarding headers), `body`
+//! (the bodies that flow through), `pool` (connections to instances),
+//! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade)
+//! and `server` (the accept loop, limits and graceful stop).
 //!
 //! **Architecture Invariant:** knows nothing of apps beyond their name and the
-//! addresses [`Membership`] gives; where instances come from (the local
+//! addresses a [`Routes`] snapshot gives; where instances come from (the local
 //! supervisor, etcd) is the daemon's business.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod body;
+mod forward;
 mod headers;
 mod host;
 mod pool;
 mod proxy;
+mod routes;
 mod server;
+mod stop;
+mod table;
 
-/// A boxed, sendable future, so that [`Membership`] can be a trait object.
+pub use routes::{Routes, RoutesReceiver};
+
+/// A boxed, sendable future (an upgraded connection's tunnel).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where an app's instances are; implemented by nap's daemon (the local
-/// supervisor today, etcd in cluster mode later).
-pub trait Membership: Send + Sync + 'static {
-    /// The addresses of `app`'s live instances; `None` if there is no such app.
-    ///
-    /// `Some(vec![])` means the app exists but nothing of it runs (the router
-    /// answers 502 rather than 404). The order should be stable between calls:
-    /// round robin walks it.
-    fn instances<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Option<Vec<SocketAddr>>>;
-}
 
 /// How the router behaves; `Options::default()` is what `nap serve` uses.
 #[derive(Debug, Clone)]
@@ -67,6 +70,10 @@ pub struct Options {
     /// After `shutdown` completes, how long open connections (in-flight
     /// requests, WebSocket tunnels) may go on before they are cut; default 30 s.
     pub shutdown_grace: Duration,
+    /// How many threads serve connections, each with a single-threaded
+    /// runtime and an accept loop of its own, as nginx has a worker process
+    /// per core; default: one per core.
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -78,11 +85,16 @@ impl Default for Options {
             max_connections: 4096,
             retry_body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes.
+/// Serves HTTP on `listener` from the apps of the newest snapshot `routes`
+/// has received, until `shutdown` completes.
+///
+/// The connections are served on [`Options::workers`] threads that `serve`
+/// starts, not on the caller's runtime; `serve` itself only waits.
 ///
 /// Then it stops accepting, lets every connection finish the request it is
 /// in (idle keep-alive connections are closed), waits up to
@@ -97,8 +109,8 @@ impl Default for Options {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     options: Options,
-    membership: Arc<dyn Membership>,
+    routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::run(listener, options, membership, shutdown).await
+    server::run(listener, options, routes, shutdown).await
 }

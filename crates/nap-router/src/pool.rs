@@ -6,67 +6,168 @@
 //! closed before the request was written, leaves the request untouched — even
 //! a streaming body can still go to the next instance. `Client` hides that
 //! difference and consumes the body either way.
+//!
+//! Each instance has a pool of its own ([`crate::table::Upstream`]), so taking
+//! and giving back a connection locks that instance's list for a push or a
+//! pop, and requests for different instances never wait for each other.
 
-use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::body::RequestBody;
+use crate::table::Upstream;
 
-/// A connection to an instance, ready to carry one request.
-pub(crate) type Sender = SendRequest<RequestBody>;
+type Io = TokioIo<TcpStream>;
+
+/// Who polls a connection's hyper state machine (reads, writes, bodies).
+enum Driver {
+    /// The task of the request that uses it: a request and its forwarding
+    /// run in one task, with no channel and no wake-up of another task in
+    /// between. Boxed because hyper's connection is large and must not move.
+    Here(Pin<Box<http1::Connection<Io, RequestBody>>>),
+    /// A task of its own (upgrades, whose connection hyper hands over).
+    Spawned,
+    /// The connection has ended.
+    Ended,
+}
+
+/// A connection to an instance.
+pub(crate) struct Connection {
+    sender: SendRequest<RequestBody>,
+    driver: Driver,
+}
+
+impl Connection {
+    /// Lets the connection do what it can (write, read, pass on body data);
+    /// whoever holds it calls this whenever its task is polled.
+    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Driver::Here(connection) = &mut self.driver
+            && let Poll::Ready(result) = connection.as_mut().poll(cx)
+        {
+            if let Err(error) = result {
+                debug!(%error, "instance connection ended");
+            }
+            self.driver = Driver::Ended;
+        }
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.driver, Driver::Ended) || self.sender.is_closed()
+    }
+
+    /// Waits until the connection takes a request; false if it ended.
+    pub(crate) async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            self.drive(cx);
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(result) => Poll::Ready(result.is_ok()),
+                Poll::Pending if self.ended() => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the response head.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        let mut response = pin!(self.sender.try_send_request(request));
+        poll_fn(|cx| {
+            // The connection first: it writes the request and reads the
+            // answer that the response future then reports. Once it has
+            // ended, the response future reports how.
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
 
 /// Idle connections kept per instance; more are closed when they come back.
-const MAX_IDLE_PER_INSTANCE: usize = 32;
+const MAX_IDLE_PER_INSTANCE: usize = 64;
 /// An idle connection older than this is closed rather than reused, so that
 /// the pool never holds connections an instance has long forgotten.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The idle connections, per instance address.
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+impl Idle {
+    fn usable(&self) -> bool {
+        !self.connection.ended() && self.since.elapsed() < IDLE_TIMEOUT
+    }
+}
+
+/// One instance's idle connections, the most recently used last.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<(Sender, Instant)>>>,
+    idle: Mutex<Vec<Idle>>,
 }
 
 impl Pool {
-    /// The most recently used idle connection to `addr` that is still open.
-    pub(crate) fn take(&self, addr: SocketAddr) -> Option<Sender> {
+    /// The most recently used idle connection that is still open.
+    pub(crate) fn take(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(&addr)?;
-        while let Some((sender, since)) = list.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
+        while let Some(entry) = idle.pop() {
+            if entry.usable() {
+                return Some(entry.connection);
             }
         }
-        idle.remove(&addr);
         None
     }
 
-    fn put(&self, addr: SocketAddr, sender: Sender) {
-        if sender.is_closed() {
+    fn put(&self, connection: Connection) {
+        if connection.ended() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(addr).or_default();
-        list.retain(|(sender, since)| !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT);
-        if list.len() < MAX_IDLE_PER_INSTANCE {
-            list.push((sender, Instant::now()));
-        }
+        let entry = Idle {
+            connection,
+            since: Instant::now(),
+        };
+        // Dropping a connection closes it (its driving task ends): do that outside
+        // the lock.
+        let (_stale, _refused) = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            // The oldest entry is at the bottom; the most recently used ones are taken
+            // from the top, so a busy pool would never reach it. Checking it on every
+            // return keeps the pool free of dead and timed-out connections at the cost
+            // of one look.
+            let stale = if idle.first().is_some_and(|oldest| !oldest.usable()) {
+                Some(idle.remove(0))
+            } else {
+                None
+            };
+            if idle.len() < MAX_IDLE_PER_INSTANCE {
+                idle.push(entry);
+                (stale, None)
+            } else {
+                (stale, Some(entry))
+            }
+        };
     }
 }
 
 /// A connection in use, to be given back when its response has been read.
 pub(crate) struct Checkin {
-    pool: Arc<Pool>,
-    addr: SocketAddr,
-    sender: Sender,
+    upstream: Arc<Upstream>,
+    pub(crate) connection: Connection,
     reusable: bool,
 }
 
@@ -75,16 +176,10 @@ impl Checkin {
     /// request (the instance said `Connection: close`, spoke HTTP/1.0, or the
     /// connection was opened for an upgrade); they are kept open only until
     /// their response has been read.
-    pub(crate) fn new(
-        pool: Arc<Pool>,
-        addr: SocketAddr,
-        sender: Sender,
-        reusable: bool,
-    ) -> Checkin {
+    pub(crate) fn new(upstream: Arc<Upstream>, connection: Connection, reusable: bool) -> Checkin {
         Checkin {
-            pool,
-            addr,
-            sender,
+            upstream,
+            connection,
             reusable,
         }
     }
@@ -92,19 +187,19 @@ impl Checkin {
     /// The response has been read in full: the connection may go back.
     pub(crate) fn finish(self) {
         if self.reusable {
-            self.pool.put(self.addr, self.sender);
+            self.upstream.pool.put(self.connection);
         }
     }
 }
 
-/// Opens a new connection to `addr`, giving up after `timeout`. Its driving
-/// task runs until the connection closes (or, with `upgrades`, until it is
-/// handed over to an upgrade).
+/// Opens a new connection to `addr`, giving up after `timeout`. With
+/// `upgrades` a task of its own drives it until it is handed over to an
+/// upgrade; otherwise whoever uses it does.
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     upgrades: bool,
-) -> io::Result<Sender> {
+) -> io::Result<Connection> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -113,18 +208,15 @@ pub(crate) async fn connect(
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
-    if upgrades {
+    let driver = if upgrades {
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 debug!(%addr, %error, "instance connection ended");
             }
         });
+        Driver::Spawned
     } else {
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%addr, %error, "instance connection ended");
-            }
-        });
-    }
-    Ok(sender)
+        Driver::Here(Box::pin(connection))
+    };
+    Ok(Connection { sender, driver })
 }

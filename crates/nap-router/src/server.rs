@@ -1,9 +1,19 @@
-//! The accept loop: one task per client connection, a cap on their number,
-//! and a graceful stop.
+//! The workers and their accept loops: one task per client connection, a cap
+//! on their number, and a graceful stop.
+//!
+//! The router runs on threads of its own, one per core by default
+//! ([`Options::workers`]), each with a single-threaded tokio runtime and its
+//! own accept loop on the one listening socket, as nginx runs a worker
+//! process per core. A connection, the instance connections it uses and its
+//! timers then live on one thread: no task is stolen by another core, no
+//! wake-up crosses threads, and each worker has its own pools, so a pooled
+//! connection is always polled by the runtime it is registered with.
+//!
+//! A TLS listener fits the same shape: its accept loop would hand the TLS
+//! stream to [`serve_connection`], which takes any byte stream.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -11,49 +21,182 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::proxy::{Proxy, TunnelSlot};
-use crate::{Membership, Options};
+use crate::proxy::{Client, Proxy, TunnelSlot};
+use crate::stop::{Stop, Stopping};
+use crate::table::{RouteView, Turns};
+use crate::{Options, RoutesReceiver};
+
+/// What every worker and connection shares.
+struct Shared {
+    proxy: Proxy,
+    http: http1::Builder,
+    /// One permit per open client connection, over all workers.
+    permits: Arc<Semaphore>,
+    limit: usize,
+    shutdown_grace: Duration,
+}
+
+/// Ends what was started when dropped: the workers' connections are cut if
+/// `serve`'s future goes away before they finished.
+struct CutOnDrop(Arc<Stop>);
+
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 /// See [`crate::serve`].
 pub(crate) async fn run(
     listener: TcpListener,
     options: Options,
-    membership: Arc<dyn Membership>,
+    routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let proxy = Arc::new(Proxy::new(&options, membership));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    let http = Arc::new(http);
     let limit = options.max_connections.min(Semaphore::MAX_PERMITS);
-    let permits = Arc::new(Semaphore::new(limit));
-    // Connections watch this to learn that the router is stopping.
-    let (stop, stopping) = watch::channel(false);
-    // Owning the connection tasks means dropping `run` ends them all.
-    let mut connections = JoinSet::new();
+    let shared = Arc::new(Shared {
+        proxy: Proxy::new(&options),
+        http,
+        permits: Arc::new(Semaphore::new(limit)),
+        limit,
+        shutdown_grace: options.shutdown_grace,
+    });
+    // Stop accepting and finish what is in progress...
+    let stop = Arc::new(Stop::default());
+    // ...or end everything now.
+    let cut = CutOnDrop(Arc::new(Stop::default()));
+    // The socket leaves the caller's runtime: each worker registers a copy
+    // with its own.
+    let listener = listener.into_std()?;
+    let workers = options.workers.max(1);
+    let (finished, mut results) = mpsc::channel(workers);
+    let turns = Arc::new(Turns::default());
+    for index in 0..workers {
+        let worker = Worker {
+            listener: listener.try_clone()?,
+            shared: shared.clone(),
+            routes: RouteView::new(routes.clone(), turns.clone()),
+            stop: stop.clone(),
+            cut: cut.0.stopping(),
+        };
+        let finished = finished.clone();
+        std::thread::Builder::new()
+            .name(format!("nap-router-{index}"))
+            .spawn(move || {
+                let result = worker.run();
+                // Nobody listens any more only if `serve` was dropped.
+                let _ = finished.try_send(result);
+            })?;
+    }
+    drop((listener, finished));
+
     let mut shutdown = pin!(shutdown);
+    let mut running = workers;
+    let outcome = tokio::select! {
+        () = &mut shutdown => Ok(()),
+        // A worker ends before the stop only if the listener is unusable.
+        Some(result) = results.recv() => {
+            running -= 1;
+            result
+        }
+    };
+    if outcome.is_err() {
+        cut.0.stop();
+    } else {
+        stop.stop();
+    }
+    while running > 0 {
+        match results.recv().await {
+            Some(_) => running -= 1,
+            None => break,
+        }
+    }
+    outcome
+}
+
+/// One worker thread: its runtime, its accept loop, its connections.
+struct Worker {
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    routes: RouteView,
+    stop: Arc<Stop>,
+    cut: Stopping,
+}
+
+impl Worker {
+    fn run(self) -> io::Result<()> {
+        // Sockets and timers only: the signal and process drivers would be
+        // looked at every time the worker waits, for nothing.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let Worker {
+            listener,
+            shared,
+            routes,
+            stop,
+            cut,
+        } = self;
+        // Dropping the runtime at the end cancels whatever a cut left.
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(listener)?;
+            tokio::select! {
+                result = accept_loop(listener, shared, routes, stop) => result,
+                () = cut => Ok(()),
+            }
+        })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    // Each connection starts from this view, brought up to date before it is
+    // handed on, and then keeps its own.
+    mut routes: RouteView,
+    stop: Arc<Stop>,
+) -> io::Result<()> {
+    // Owning the connection tasks means dropping this ends them all.
+    let mut connections = JoinSet::new();
+    let mut stopping = stop.stopping();
+    let limit = shared.limit;
 
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut stopping => break,
             Some(joined) = connections.join_next(), if !connections.is_empty() => report(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Over the cap, close at once rather than leave clients
                     // waiting in the backlog for a slot.
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
                         debug!(%peer, limit, "too many connections; closing a new one");
                         continue;
                     };
-                    let span = tracing::debug_span!("connection", %peer);
-                    let task = connection(proxy.clone(), http.clone(), stream, peer, stopping.clone(), permit);
-                    connections.spawn(task.instrument(span));
+                    // Small responses and error pages should not wait for Nagle.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        debug!(%error, "set_nodelay");
+                    }
+                    routes.current();
+                    let task = serve_connection(
+                        shared.clone(),
+                        TokioIo::new(stream),
+                        Client::new(peer, false),
+                        routes.clone(),
+                        stop.stopping(),
+                        permit,
+                    );
+                    connections.spawn(task.instrument(tracing::debug_span!("connection", %peer)));
                 }
                 // EINVAL: the socket is not listening; nothing will come.
                 Err(error) if error.kind() == io::ErrorKind::InvalidInput => return Err(error),
@@ -73,14 +216,12 @@ pub(crate) async fn run(
     }
 
     drop(listener);
-    // `stopping` is still alive here, so sending cannot fail.
-    let _ = stop.send(true);
     let drain = async {
         while let Some(joined) = connections.join_next().await {
             report(joined);
         }
     };
-    if tokio::time::timeout(options.shutdown_grace, drain)
+    if tokio::time::timeout(shared.shutdown_grace, drain)
         .await
         .is_err()
     {
@@ -93,41 +234,46 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// Serves one client connection: its requests, then the tunnel of an
-/// upgrade if one of them set one up.
-async fn connection(
-    proxy: Arc<Proxy>,
-    http: Arc<http1::Builder>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut stopping: watch::Receiver<bool>,
+/// Serves one client connection, over any byte stream (plain TCP here; a TLS
+/// stream works the same): its requests, then the tunnel of an upgrade if
+/// one of them set one up.
+async fn serve_connection<Stream>(
+    shared: Arc<Shared>,
+    stream: TokioIo<Stream>,
+    client: Client,
+    routes: RouteView,
+    mut stopping: Stopping,
     // Held for as long as the client's connection is open, tunnel included.
     _permit: OwnedSemaphorePermit,
-) {
-    // Error pages and small responses should not wait for Nagle.
-    if let Err(error) = stream.set_nodelay(true) {
-        debug!(%error, "set_nodelay");
-    }
+) where
+    Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let tunnel = TunnelSlot::default();
     let service = {
-        let tunnel = tunnel.clone();
+        let (proxy, client, tunnel) = (&shared.proxy, &client, &tunnel);
+        // Only this connection's requests use it, one at a time; the cell
+        // just lets the `Fn` service keep it up to date.
+        let routes = std::cell::RefCell::new(routes);
         service_fn(move |request| {
-            let proxy = proxy.clone();
-            let tunnel = tunnel.clone();
-            async move { proxy.handle(request, peer, &tunnel).await }
+            let table = routes.borrow_mut().current().clone();
+            async move { proxy.handle(request, &table, client, tunnel).await }
         })
     };
     let mut serving = pin!(
-        http.serve_connection(TokioIo::new(stream), service)
+        shared
+            .http
+            .serve_connection(stream, service)
             .with_upgrades()
     );
     let mut stop_asked = false;
     let result = loop {
         tokio::select! {
+            // The connection first: it is what wakes the task almost always.
+            biased;
             result = serving.as_mut() => break result,
             // Finish the request in progress, then close; an idle
             // keep-alive connection closes at once.
-            _ = stopping.changed(), if !stop_asked => {
+            () = &mut stopping, if !stop_asked => {
                 stop_asked = true;
                 serving.as_mut().graceful_shutdown();
             }

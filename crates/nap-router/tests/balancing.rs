@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use hyper::{Request, StatusCode};
+use nap_router::Options;
 
-use crate::support::{Backend, Router, client, get};
+use crate::support::{Backend, Router, client, get, raw};
 
 #[tokio::test]
 async fn thirty_requests_over_three_instances_are_ten_each() {
@@ -41,6 +42,44 @@ async fn thirty_requests_over_three_instances_are_ten_each() {
     for backend in &backends {
         assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
     }
+    router.stopped().await.unwrap();
+}
+
+/// Clients that open a connection per request land on any of the router's
+/// worker threads; the turns are still exact over all of them.
+#[tokio::test]
+async fn requests_on_new_connections_take_turns_too() {
+    let router = Router::start_with(Options {
+        workers: 4,
+        ..Options::default()
+    })
+    .await;
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let addrs: Vec<_> = backends.iter().map(|backend| backend.addr).collect();
+    router.apps.set("web", &addrs);
+    let mut served = BTreeMap::new();
+    for _ in 0..60 {
+        let response = raw(
+            &router,
+            b"GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+        let (_, name) = response.split_once("\r\n\r\n").expect("a body");
+        *served.entry(name.to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        served,
+        BTreeMap::from([
+            ("a".to_owned(), 20),
+            ("b".to_owned(), 20),
+            ("c".to_owned(), 20)
+        ])
+    );
     router.stopped().await.unwrap();
 }
 

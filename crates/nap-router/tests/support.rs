@@ -1,7 +1,6 @@
 //! A router on 127.0.0.1 and the instances behind it: small hyper servers,
 //! python processes, and hand-written TCP servers for the odd cases.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,29 +16,34 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use nap_router::{BoxFuture, Membership, Options};
+use nap_router::{Options, Routes};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The test's membership: app → instance addresses, changed at will.
-#[derive(Default)]
-pub struct Apps(Mutex<HashMap<String, Vec<SocketAddr>>>);
-
-impl Apps {
-    pub fn set(&self, app: &str, instances: &[SocketAddr]) {
-        self.0
-            .lock()
-            .expect("apps lock")
-            .insert(app.to_owned(), instances.to_vec());
-    }
+/// The test's membership: app → instance addresses, changed at will and
+/// published to the router as a new snapshot, as the daemon does.
+pub struct Apps {
+    routes: Mutex<Routes>,
+    publish: watch::Sender<Arc<Routes>>,
 }
 
-impl Membership for Apps {
-    fn instances<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Option<Vec<SocketAddr>>> {
-        Box::pin(async move { self.0.lock().expect("apps lock").get(app).cloned() })
+impl Apps {
+    fn new() -> (Apps, watch::Receiver<Arc<Routes>>) {
+        let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
+        let apps = Apps {
+            routes: Mutex::new(Routes::new()),
+            publish,
+        };
+        (apps, receiver)
+    }
+
+    pub fn set(&self, app: &str, instances: &[SocketAddr]) {
+        let mut routes = self.routes.lock().expect("apps lock");
+        routes.insert(app, instances.to_vec());
+        self.publish.send_replace(Arc::new(routes.clone()));
     }
 }
 
@@ -47,7 +51,7 @@ impl Membership for Apps {
 /// aborted when dropped).
 pub struct Router {
     pub addr: SocketAddr,
-    pub apps: Arc<Apps>,
+    pub apps: Apps,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -62,12 +66,12 @@ impl Router {
             .await
             .expect("bind the router");
         let addr = listener.local_addr().expect("router address");
-        let apps = Arc::new(Apps::default());
+        let (apps, routes) = Apps::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(nap_router::serve(listener, options, apps.clone(), shutdown));
+        let task = tokio::spawn(nap_router::serve(listener, options, routes, shutdown));
         Router {
             addr,
             apps,

@@ -1,0 +1,239 @@
+//! Sending a request on to an app's instances: in which order, on which
+//! connection, and what is retried.
+//!
+//! The retry rule, like nginx's `proxy_next_upstream error`:
+//! - a connection that could not be opened (refused, reset, timed out), or a
+//!   pooled one found closed before the request was written, sends the
+//!   request — any request, even one with a large streaming body — to the
+//!   next instance at once, because the instance saw nothing of it;
+//! - a connection that fails after the request was written but before the
+//!   response started sends the request on only if the method is idempotent
+//!   (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) and its body was small enough to
+//!   keep ([`crate::Options::retry_body_limit`]); a POST that an instance may
+//!   have half-done is answered 502 rather than done twice;
+//! - each instance is tried at most once per request, and once the response
+//!   has started nothing is retried.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, Response, Uri};
+use tracing::debug;
+
+use crate::body::RequestBody;
+use crate::pool::{self, Connection};
+use crate::proxy::Proxy;
+use crate::table::{App, Upstream};
+
+/// The order in which a request tries an app's instances, as indexes into
+/// its list.
+pub(crate) enum Order {
+    /// Round robin from `start`: the usual case, with nothing to allocate.
+    Rotation { start: usize, len: usize },
+    /// Some instances refused connections lately: the others first, in
+    /// round-robin order, then those.
+    Listed(Vec<usize>),
+}
+
+impl Order {
+    /// The order for the next request to `app`, which has instances.
+    pub(crate) fn of(app: &App) -> Order {
+        let len = app.instances.len();
+        let turn = app.next_turn();
+        if !app.instances.iter().any(|upstream| upstream.suspect()) {
+            return Order::Rotation {
+                start: turn % len,
+                len,
+            };
+        }
+        let (mut healthy, suspects): (Vec<usize>, Vec<usize>) =
+            (0..len).partition(|&index| !app.instances[index].suspect());
+        if !healthy.is_empty() {
+            let healthy_len = healthy.len();
+            healthy.rotate_left(turn % healthy_len);
+        }
+        healthy.extend(suspects);
+        Order::Listed(healthy)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Order::Rotation { len, .. } => *len,
+            Order::Listed(list) => list.len(),
+        }
+    }
+
+    /// The index of the `nth` instance to try.
+    fn nth(&self, nth: usize) -> usize {
+        match self {
+            Order::Rotation { start, len } => (start + nth) % len,
+            Order::Listed(list) => list[nth],
+        }
+    }
+}
+
+/// The request as it goes to instances, kept to be sent more than once.
+pub(crate) struct Template {
+    method: Method,
+    uri: Uri,
+    /// `None` while they travel with a request that has not come back.
+    headers: Option<HeaderMap>,
+}
+
+impl Template {
+    pub(crate) fn new(method: Method, uri: Uri, headers: HeaderMap) -> Template {
+        Template {
+            method,
+            uri,
+            headers: Some(headers),
+        }
+    }
+
+    /// The request to send. With `keep`, the headers are copied because a
+    /// retry may need them; otherwise they move into the request, and a
+    /// request that comes back unsent gives them back ([`Template::restore`]).
+    /// A copy is a few allocations per request, so it is made only when a
+    /// retry is possible at all.
+    fn request(&mut self, body: RequestBody, keep: bool) -> Request<RequestBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        let headers = if keep {
+            self.headers.clone()
+        } else {
+            self.headers.take()
+        };
+        // Always there: only a request that was sent keeps them, and after
+        // one of those, only a kept copy is sent again.
+        *request.headers_mut() = headers.unwrap_or_default();
+        request
+    }
+
+    /// Takes back what an unsent request carried; its body.
+    fn restore(&mut self, request: Request<RequestBody>) -> RequestBody {
+        let (parts, body) = request.into_parts();
+        if self.headers.is_none() {
+            self.headers = Some(parts.headers);
+        }
+        body
+    }
+}
+
+/// How one try at one instance went.
+enum Attempt {
+    /// The instance answered (the response head has arrived).
+    Answered(Response<Incoming>, Connection),
+    /// Nothing reached the instance; the body comes back for the next one.
+    NotSent(RequestBody, Box<dyn StdError + Send + Sync>),
+    /// The request was (at least partly) written, then the connection failed.
+    Sent(hyper::Error),
+}
+
+impl Proxy {
+    /// Sends the request to `app`'s instances in `order` until one answers;
+    /// the error names the instance that broke a request that cannot be sent
+    /// again, or none if nobody could be reached.
+    pub(crate) async fn forward(
+        &self,
+        app: &App,
+        order: &Order,
+        mut template: Template,
+        mut body: RequestBody,
+        idempotent: bool,
+        upgrade: bool,
+    ) -> Result<(Response<Incoming>, Arc<Upstream>, Connection), Option<SocketAddr>> {
+        let tries = order.len();
+        for nth in 0..tries {
+            let upstream = &app.instances[order.nth(nth)];
+            // What a retry after a failure mid-request needs; none is
+            // possible for the last instance or a request that is not safe
+            // to repeat.
+            let spare = if idempotent && nth + 1 < tries {
+                body.replay()
+            } else {
+                None
+            };
+            let keep = spare.is_some();
+            match self
+                .attempt(upstream, &mut template, body, upgrade, keep)
+                .await
+            {
+                Attempt::Answered(response, connection) => {
+                    upstream.answered();
+                    return Ok((response, upstream.clone(), connection));
+                }
+                Attempt::NotSent(unsent, error) => {
+                    debug!(instance = %upstream.addr, %error, "instance unreachable; trying the next");
+                    upstream.refused();
+                    body = unsent;
+                }
+                Attempt::Sent(error) => {
+                    debug!(instance = %upstream.addr, %error, "instance failed before answering");
+                    match spare {
+                        Some(spare) => body = spare,
+                        None => return Err(Some(upstream.addr)),
+                    }
+                }
+            }
+        }
+        Err(None)
+    }
+
+    /// One try at one instance: on an idle pooled connection if there is one
+    /// that works, otherwise on a new connection.
+    async fn attempt(
+        &self,
+        upstream: &Upstream,
+        template: &mut Template,
+        mut body: RequestBody,
+        upgrade: bool,
+        keep: bool,
+    ) -> Attempt {
+        // An upgrade takes the connection for good: it gets its own.
+        let mut pooled = if upgrade { None } else { upstream.pool.take() };
+        loop {
+            let reused = pooled.is_some();
+            let mut connection = match pooled.take() {
+                Some(connection) => connection,
+                // Boxed: connecting is rare next to pooled requests, and its
+                // future is large; every request's future would carry it.
+                None => match Box::pin(pool::connect(upstream.addr, self.connect_timeout, upgrade))
+                    .await
+                {
+                    Ok(connection) => connection,
+                    Err(error) => return Attempt::NotSent(body, error.into()),
+                },
+            };
+            // A pooled connection is ready as soon as it has been polled past
+            // the end of its last exchange, which is at once in practice; one
+            // that does not become ready (closed meanwhile) is dropped.
+            if reused
+                && !matches!(
+                    tokio::time::timeout(self.connect_timeout, connection.ready()).await,
+                    Ok(true)
+                )
+            {
+                pooled = upstream.pool.take();
+                continue;
+            }
+            match connection.send(template.request(body, keep)).await {
+                Ok(response) => return Attempt::Answered(response, connection),
+                Err(mut error) => match error.take_message() {
+                    // Closed before the request was written: nothing was sent.
+                    Some(request) => {
+                        body = template.restore(request);
+                        if reused {
+                            pooled = upstream.pool.take();
+                            continue;
+                        }
+                        return Attempt::NotSent(body, error.into_error().into());
+                    }
+                    None => return Attempt::Sent(error.into_error()),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The router's own view of a [`Routes`] snapshot: per app its round-robin turn, per
+//! instance its idle connections and whether it refused one lately. Everything a
+//! request touches is an atomic or a lock of one instance, never a lock of the router.
+//!
+//! Each worker thread has tables of its own, so that its connections to instances
+//! are driven by its own runtime; only the round-robin turns are shared by all
+//! workers ([`Turns`]), so that requests take turns over the whole router.
+//!
+//! A new snapshot gets a new [`Table`], but the state of apps and instances it still
+//! lists carries over, so a membership change neither resets round robin nor drops the
+//! connections kept open to instances that stay.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::pool::Pool;
+use crate::routes::{Routes, RoutesReceiver};
+
+/// How long an instance that refused a connection goes to the back of the line: it is
+/// still tried, but after the others.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// One instance as the router sees it.
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    /// Connections to it, kept alive between requests.
+    pub(crate) pool: Pool,
+    /// When it last refused a connection, in milliseconds after `born`, plus one; zero
+    /// when it has not (or answered since).
+    refused_at: AtomicU64,
+    born: Instant,
+}
+
+impl Upstream {
+    fn new(addr: SocketAddr) -> Upstream {
+        Upstream {
+            addr,
+            pool: Pool::default(),
+            refused_at: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// Whether it refused a connection in the last [`SUSPECT_FOR`].
+    pub(crate) fn suspect(&self) -> bool {
+        match self.refused_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => self.born.elapsed().as_millis() < u128::from(at - 1) + SUSPECT_FOR.as_millis(),
+        }
+    }
+
+    /// It could not be reached.
+    pub(crate) fn refused(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.refused_at.store(now + 1, Ordering::Relaxed);
+    }
+
+    /// It answered: it goes back in line.
+    pub(crate) fn answered(&self) {
+        // A load first: in the common case nothing is written, and the cache line stays
+        // shared between the cores.
+        if self.refused_at.load(Ordering::Relaxed) != 0 {
+            self.refused_at.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One app: its instances and whose turn it is.
+pub(crate) struct App {
+    pub(crate) instances: Box<[Arc<Upstream>]>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl App {
+    /// The next turn of round robin (wrapping).
+    pub(crate) fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Every app of one snapshot.
+#[derive(Default)]
+pub(crate) struct Table {
+    apps: HashMap<Box<str>, App>,
+}
+
+impl Table {
+    /// `app` (lower case); `None` if the snapshot has no such app.
+    pub(crate) fn app(&self, app: &str) -> Option<&App> {
+        self.apps.get(app)
+    }
+
+    /// The table for `routes`, taking over `previous`'s state for the instances that
+    /// are still there and each app's turn from `turns`. An address listed twice for
+    /// an app is tried once.
+    fn build(routes: &Routes, previous: &Table, turns: &Turns) -> Table {
+        let mut turns = turns.0.lock().unwrap_or_else(PoisonError::into_inner);
+        turns.retain(|app, _| routes.instances(app).is_some());
+        let known: HashMap<SocketAddr, &Arc<Upstream>> = previous
+            .apps
+            .values()
+            .flat_map(|app| app.instances.iter())
+            .map(|upstream| (upstream.addr, upstream))
+            .collect();
+        let mut made: HashMap<SocketAddr, Arc<Upstream>> = HashMap::new();
+        let apps = routes
+            .apps()
+            .map(|(name, addrs)| {
+                let mut instances: Vec<Arc<Upstream>> = Vec::with_capacity(addrs.len());
+                for &addr in addrs {
+                    if instances.iter().any(|upstream| upstream.addr == addr) {
+                        continue;
+                    }
+                    let upstream = made.entry(addr).or_insert_with(|| {
+                        known
+                            .get(&addr)
+                            .map_or_else(|| Arc::new(Upstream::new(addr)), |&known| known.clone())
+                    });
+                    instances.push(upstream.clone());
+                }
+                let turn = turns.entry(Box::from(name)).or_default().clone();
+                let app = App {
+                    instances: instances.into_boxed_slice(),
+                    turn,
+                };
+                (Box::from(name), app)
+            })
+            .collect();
+        Table { apps }
+    }
+}
+
+/// Round robin's next turn per app, shared by every worker. Only building a table
+/// looks here; requests touch the counters themselves.
+#[derive(Default)]
+pub(crate) struct Turns(Mutex<HashMap<Box<str>, Arc<AtomicUsize>>>);
+
+/// The table of the newest snapshot any connection of a worker has seen, shared by
+/// all of them so that a snapshot is turned into a table once, not once per
+/// connection.
+struct Built {
+    routes: Option<Arc<Routes>>,
+    table: Arc<Table>,
+    turns: Arc<Turns>,
+}
+
+/// What one client connection (or the accept loop) holds: its own receiver, and the
+/// table of the snapshot it saw last.
+#[derive(Clone)]
+pub(crate) struct RouteView {
+    routes: RoutesReceiver,
+    table: Arc<Table>,
+    built: Arc<Mutex<Built>>,
+}
+
+impl RouteView {
+    /// A worker's first view: tables of its own, turns shared with the others.
+    pub(crate) fn new(mut routes: RoutesReceiver, turns: Arc<Turns>) -> RouteView {
+        let built = Arc::new(Mutex::new(Built {
+            routes: None,
+            table: Arc::default(),
+            turns,
+        }));
+        let snapshot = routes.borrow_and_update().clone();
+        let table = table_for(&built, &snapshot);
+        RouteView {
+            routes,
+            table,
+            built,
+        }
+    }
+
+    /// The table of the newest snapshot. Costs an atomic load unless a new snapshot was
+    /// published since the last call.
+    pub(crate) fn current(&mut self) -> &Arc<Table> {
+        // An error means the daemon dropped its sender (it is stopping): the last
+        // snapshot stays.
+        if self.routes.has_changed().unwrap_or(false) {
+            let snapshot = self.routes.borrow_and_update().clone();
+            self.table = table_for(&self.built, &snapshot);
+        }
+        &self.table
+    }
+}
+
+fn table_for(built: &Mutex<Built>, routes: &Arc<Routes>) -> Arc<Table> {
+    let mut built = built.lock().unwrap_or_else(PoisonError::into_inner);
+    if !built
+        .routes
+        .as_ref()
+        .is_some_and(|seen| Arc::ptr_eq(seen, routes))
+    {
+        built.table = Arc::new(Table::build(routes, &built.table, &built.turns));
+        built.routes = Some(routes.clone());
+    }
+    built.table.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::watch;
+
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn state_carries_over_to_the_next_snapshot() {
+        let first: Routes = [("web", vec![addr(1), addr(2), addr(1)])]
+            .into_iter()
+            .collect();
+        let turns = Turns::default();
+        let one = Table::build(&first, &Table::default(), &turns);
+        let web = one.app("web").expect("web");
+        assert_eq!(web.instances.len(), 2, "a repeated address is tried once");
+        assert_eq!(web.next_turn(), 0);
+        web.instances[1].refused();
+
+        let second: Routes = [("web", vec![addr(2), addr(3)]), ("api", vec![addr(2)])]
+            .into_iter()
+            .collect();
+        let two = Table::build(&second, &one, &turns);
+        let web = two.app("web").expect("web");
+        assert_eq!(web.next_turn(), 1, "round robin goes on");
+        assert!(Arc::ptr_eq(
+            &web.instances[0],
+            &one.app("web").expect("web").instances[1]
+        ));
+        assert!(web.instances[0].suspect(), "the refusal is remembered");
+        assert!(!web.instances[1].suspect());
+        let api = two.app("api").expect("api");
+        assert!(
+            Arc::ptr_eq(&api.instances[0], &web.instances[0]),
+            "one state per address"
+        );
+        assert_eq!(api.next_turn(), 0);
+        web.instances[0].answered();
+        assert!(!api.instances[0].suspect());
+        assert!(two.app("ghost").is_none());
+    }
+
+    #[test]
+    fn a_view_sees_a_new_snapshot() {
+        let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
+        let turns = Arc::new(Turns::default());
+        let mut view = RouteView::new(receiver, turns.clone());
+        assert!(view.current().app("web").is_none());
+        publish.send_replace(Arc::new([("web", vec![addr(1)])].into_iter().collect()));
+        assert_eq!(view.current().app("web").expect("web").instances.len(), 1);
+        let mut other = view.clone();
+        assert!(Arc::ptr_eq(view.current(), other.current()), "built once");
+        // Another worker: tables of its own, turns in common.
+        let (_publish, receiver) = watch::channel(publish.borrow().clone());
+        let mut worker = RouteView::new(receiver, turns);
+        assert!(!Arc::ptr_eq(view.current(), worker.current()));
+        let (mine, theirs) = (
+            view.current().app("web").expect("web"),
+            worker.current().app("web").expect("web"),
+        );
+        assert_eq!((mine.next_turn(), theirs.next_turn()), (0, 1));
+        drop(publish);
+        assert!(
+            view.current().app("web").is_some(),
+            "the last snapshot stays"
+        );
+    }
+}

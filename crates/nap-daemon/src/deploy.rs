@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nap_core::AppName;
-use nap_runtime::{Instance, InstanceSpec};
+use nap_runtime::{HealthPolicy, Instance, InstanceSpec};
 use nap_store::{AppRecord, ReleaseRecord};
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinSet;
@@ -271,14 +271,17 @@ impl Daemon {
                 memory: release.memory,
             };
             let runtime = self.runtime.clone();
-            let (grace, boot) = (self.settings.health_grace, self.settings.boot_timeout);
+            let policy = HealthPolicy {
+                grace: self.settings.health_grace,
+                boot_timeout: self.settings.boot_timeout,
+            };
             checks.spawn(async move {
                 let started = runtime
                     .start(spec)
                     .await
-                    .map_err(|e| (index, e, Vec::new()))?;
-                match healthy(runtime.as_ref(), &started, grace, boot).await {
-                    Ok(listening) => Ok((started, listening)),
+                    .map_err(|e| (index, e.to_string(), Vec::new()))?;
+                match runtime.wait_healthy(&started.id, policy).await {
+                    Ok(health) => Ok((started, health.listening)),
                     Err(unhealthy) => {
                         let _ = runtime.stop(&started.id).await;
                         Err((index, unhealthy.reason, unhealthy.last_lines))
@@ -419,38 +422,6 @@ impl Daemon {
         }
         while restores.join_next().await.is_some() {}
     }
-}
-
-/// Whether a new instance is healthy: accepting on its port (checked from
-/// the start), or alive after `grace`. One that does not listen yet gets
-/// until `boot` to start (apps that load a lot before they listen); one that
-/// is still alive then but listens nowhere is a worker, and healthy too.
-/// Returns whether it listens.
-async fn healthy(
-    runtime: &dyn nap_runtime::Runtime,
-    started: &nap_runtime::Started,
-    grace: std::time::Duration,
-    boot: std::time::Duration,
-) -> Result<bool, nap_runtime::Unhealthy> {
-    runtime.wait_healthy(&started.id, grace).await?;
-    let deadline = tokio::time::Instant::now() + boot.saturating_sub(grace);
-    loop {
-        if tokio::net::TcpStream::connect(started.address)
-            .await
-            .is_ok()
-        {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    // Still the same process, and not listening elsewhere?
-    runtime
-        .wait_healthy(&started.id, std::time::Duration::ZERO)
-        .await?;
-    Ok(false)
 }
 
 /// `vN`.

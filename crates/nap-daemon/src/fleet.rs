@@ -198,10 +198,22 @@ pub(crate) struct ReleaseTokens {
     pub(crate) pending: Arc<PendingReleases>,
 }
 
+/// The fleet runtime asked for the token of a release that no machine may
+/// fetch.
+#[derive(Debug, thiserror::Error)]
+#[error("{app} {release} is neither being deployed nor the app's current release")]
+pub(crate) struct NotServable {
+    app: String,
+    release: String,
+}
+
 impl nap_fleet::ReleaseTarballs for ReleaseTokens {
-    fn token(&self, app: &str, release: &str) -> Result<String, String> {
+    fn token(&self, app: &str, release: &str) -> Result<String, nap_runtime::BackendError> {
         let found = servable(&self.data, &self.pending, app, release).ok_or_else(|| {
-            format!("{app} {release} is neither being deployed nor the app's current release")
+            Box::new(NotServable {
+                app: app.to_owned(),
+                release: release.to_owned(),
+            })
         })?;
         Ok(release_token(&self.secret, app, release, &found.commit))
     }
@@ -377,10 +389,13 @@ mod tests {
             pending: Arc::new(PendingReleases::default()),
         };
         assert_eq!(
-            tokens.token("web", "v1"),
-            Ok(release_token("s3cret", "web", "v1", "c1"))
+            tokens.token("web", "v1").expect("current"),
+            release_token("s3cret", "web", "v1", "c1")
         );
-        let error = tokens.token("web", "v2").expect_err("not deployed");
+        let error = tokens
+            .token("web", "v2")
+            .expect_err("not deployed")
+            .to_string();
         assert!(error.contains("neither being deployed"), "{error}");
     }
 }

@@ -132,8 +132,6 @@ pub struct Daemon {
     secret: String,
     /// Releases being deployed, whose tarballs machines may already fetch.
     pending: Arc<fleet::PendingReleases>,
-    /// In fleet mode with etcd: where the sidekicks publish instances.
-    etcd: Option<nap_fleet::EtcdClient>,
     /// One lock per app: deploys of an app wait for each other.
     deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -163,7 +161,7 @@ impl Daemon {
                 if !settings.cgroups {
                     config.cgroups = nap_supervisor::CgroupMode::Off;
                 }
-                Arc::new(nap_runtime::Local::new(
+                Arc::new(nap_supervisor::Local::new(
                     nap_supervisor::Supervisor::new(config).await?,
                 ))
             }
@@ -185,16 +183,7 @@ impl Daemon {
                 Arc::new(nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?)
             }
         };
-        let etcd = match &settings.fleet {
-            Some(cluster) if !cluster.etcd_endpoints.is_empty() => Some(
-                nap_fleet::EtcdClient::new(&cluster.etcd_endpoints).map_err(|e| {
-                    ServeError::Fleet(nap_fleet::FleetSetupError::Invalid(e.to_string()))
-                })?,
-            ),
-            _ => None,
-        };
         Ok(Daemon {
-            etcd,
             secret,
             pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
@@ -283,7 +272,7 @@ pub async fn serve(
         domain: daemon.settings.domain.clone(),
         ..nap_router::Options::default()
     };
-    let members = Arc::new(web::Members(daemon.clone()));
+    let members = Arc::new(web::Members::new(daemon.clone()));
     tasks.spawn(nap_router::serve(
         router_listener,
         router_options,

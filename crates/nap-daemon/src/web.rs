@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use nap_core::{AccessError, Action, Caller};
 use nap_web::{BoxFuture, Chunk, Denied, User};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{AppsError, Daemon, Out};
 
@@ -75,32 +75,32 @@ impl nap_web::Backend for WebBackend {
     }
 }
 
-/// The daemon as the router's membership: an app's instances that are up.
-pub struct Members(pub Arc<Daemon>);
+/// The daemon as the router's membership: an app's instances that are up, from the snapshot
+/// the runtime pushes (no runtime or etcd call per request).
+pub struct Members {
+    daemon: Arc<Daemon>,
+    up: watch::Receiver<Arc<nap_runtime::UpAddresses>>,
+}
+
+impl Members {
+    /// Follows the daemon's runtime's snapshots.
+    pub fn new(daemon: Arc<Daemon>) -> Members {
+        let up = daemon.runtime.up_addresses();
+        Members { daemon, up }
+    }
+}
 
 impl nap_router::Membership for Members {
     fn instances<'a>(&'a self, app: &'a str) -> nap_router::BoxFuture<'a, Option<Vec<SocketAddr>>> {
         Box::pin(async move {
             let name = nap_core::AppName::parse(app).ok()?;
-            let up: Vec<SocketAddr> = match &self.0.etcd {
-                // In a cluster, the sidekicks' etcd keys say where instances serve.
-                Some(etcd) => etcd.instances(name.as_str()).await.unwrap_or_default(),
-                None => self
-                    .0
-                    .runtime
-                    .list()
-                    .await
-                    .into_iter()
-                    .filter(|i| i.id.app == app && i.state == nap_runtime::InstanceState::Up)
-                    .map(|i| i.address)
-                    .collect(),
-            };
-            if !up.is_empty() {
+            let up = self.up.borrow().get(name.as_str()).cloned();
+            if let Some(up) = up.filter(|up| !up.is_empty()) {
                 return Some(up);
             }
             // Nothing up: an app with no live instance (502) or no app (404).
             // Only then is its record read: no file read per routed request.
-            self.0.apps.record(&name).ok()?.map(|_| Vec::new())
+            self.daemon.apps.record(&name).ok()?.map(|_| Vec::new())
         })
     }
 }

@@ -4,15 +4,15 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actor::{Actor, Request, Snapshot};
 use crate::cgroup::{Cgroups, MemoryLimits};
 use crate::group::Group;
-use crate::health::{self, Unhealthy};
+use crate::health;
 use crate::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, logs, orphans, procfs};
+use nap_runtime::{HealthPolicy, Healthy, Unhealthy, UpAddresses};
 
 /// Why [`Supervisor::new`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,7 @@ pub struct Supervisor {
 struct Shared {
     logs_dir: PathBuf,
     memory_limits: MemoryLimits,
+    up_addresses: watch::Receiver<Arc<UpAddresses>>,
 }
 
 impl Supervisor {
@@ -133,11 +134,13 @@ impl Supervisor {
                 tracing::info!(%reason, "memory limits not enforced");
             }
         }
+        let (publish, up_addresses) = watch::channel(Arc::new(UpAddresses::new()));
         let shared = Arc::new(Shared {
             logs_dir: config.logs_dir.clone(),
             memory_limits,
+            up_addresses,
         });
-        let requests = Actor::spawn(config, cgroups, highest_serial + 1);
+        let requests = Actor::spawn(config, cgroups, highest_serial + 1, publish);
         Ok(Supervisor { requests, shared })
     }
 
@@ -151,14 +154,19 @@ impl Supervisor {
             .unwrap_or(Err(StartError::ShuttingDown))
     }
 
-    /// Says whether the instance is healthy: the process that [`Supervisor::start`] started is
-    /// still running (it has not exited or been restarted), and it accepts a TCP connection on
-    /// 127.0.0.1:PORT (tried from the start, so this returns as soon as it does), or, at the
-    /// end of `grace`, listens on no TCP port at all (a worker). Returns early, unhealthy,
-    /// when the process exits within `grace`.
+    /// Says whether the instance is healthy by `policy` (the rule of [`nap_runtime::health`]):
+    /// the process that [`Supervisor::start`] started is still running (it has not exited or
+    /// been restarted), and it accepts a TCP connection on 127.0.0.1:PORT (tried from the
+    /// start, so this returns as soon as it does), or it listens on no TCP port at all at the
+    /// end of the grace period and still at the boot deadline (a worker). Returns early,
+    /// unhealthy, when the process exits or listens on another port at the end of the grace.
     ///
     /// A healthy instance is shown as [`crate::InstanceState::Up`] from then on.
-    pub async fn wait_healthy(&self, id: &InstanceId, grace: Duration) -> Result<(), Unhealthy> {
+    pub async fn wait_healthy(
+        &self,
+        id: &InstanceId,
+        policy: impl Into<HealthPolicy>,
+    ) -> Result<Healthy, Unhealthy> {
         let watch = self
             .ask(|reply| Request::Watch {
                 id: id.clone(),
@@ -166,19 +174,18 @@ impl Supervisor {
             })
             .await
             .flatten()
-            .ok_or_else(|| Unhealthy {
-                reason: format!("no such instance: {id}"),
-                last_lines: Vec::new(),
-            })?;
-        let run = health::check(watch, grace).await?;
+            .ok_or_else(|| Unhealthy::new(format!("no such instance: {id}")))?;
+        let verdict = health::check(watch, policy.into()).await?;
         let _ = self
             .requests
             .send(Request::Healthy {
                 id: id.clone(),
-                run,
+                run: verdict.run,
             })
             .await;
-        Ok(())
+        Ok(Healthy {
+            listening: verdict.listening,
+        })
     }
 
     /// Stops an instance: SIGTERM to its process group (and cgroup), SIGKILL after
@@ -216,6 +223,18 @@ impl Supervisor {
     /// that instance; the previous file is `APP@I.log.1`).
     pub fn log_path(&self, app: &str, index: u32) -> PathBuf {
         logs::log_path(&self.shared.logs_dir, app, index)
+    }
+
+    /// The directory of every app's instance logs (`logs_dir/APP/`).
+    pub(crate) fn logs_dir(&self) -> &std::path::Path {
+        &self.shared.logs_dir
+    }
+
+    /// Where the instances that are up serve (127.0.0.1:PORT), by app; a new snapshot is
+    /// published whenever an instance becomes up or stops being up (a health check passed, it
+    /// was up for `stable_after`, it exited, a stop began).
+    pub fn up_addresses(&self) -> watch::Receiver<Arc<UpAddresses>> {
+        self.shared.up_addresses.clone()
     }
 
     /// Whether memory limits are enforced, and how.

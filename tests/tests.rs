@@ -8,6 +8,7 @@ mod webdriver;
 mod deploy;
 mod fleet;
 mod operate;
+mod serve;
 mod similar;
 mod ssh_front_door;
 mod web;

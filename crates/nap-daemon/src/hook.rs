@@ -4,7 +4,6 @@
 //! hook — knows who pushed which app.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use nap_core::{AppName, Caller};
@@ -73,7 +72,7 @@ impl Pushes {
     }
 
     pub(crate) fn register(&self, caller: &Caller, app: &AppName) -> std::io::Result<PushGuard> {
-        let token = random_hex(16)?;
+        let token = nap_stdx::random_hex(16)?;
         self.lock().insert(
             token.clone(),
             PushContext {
@@ -90,13 +89,6 @@ impl Pushes {
     pub(crate) fn get(&self, token: &str) -> Option<PushContext> {
         self.lock().get(token).cloned()
     }
-}
-
-/// `bytes` random bytes from the kernel, as hex.
-pub(crate) fn random_hex(bytes: usize) -> std::io::Result<String> {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Daemon {

@@ -103,6 +103,9 @@ pub enum ServeError {
     /// The fleet runtime's settings are wrong.
     #[error("fleet: {0}")]
     Fleet(nap_fleet::FleetSetupError),
+    /// The daemon's secret for release tokens cannot be used.
+    #[error(transparent)]
+    Secret(#[from] fleet::SecretError),
     /// The supervisor could not start.
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] nap_supervisor::NewError),

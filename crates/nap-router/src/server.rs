@@ -6,7 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -14,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, debug, error, info};
 
 use crate::proxy::{Proxy, TunnelSlot};
 use crate::{Membership, Options};
@@ -43,7 +42,7 @@ pub(crate) async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             Some(joined) = connections.join_next(), if !connections.is_empty() => report(joined),
-            accepted = listener.accept() => match accepted {
+            accepted = nap_stdx::accept("router", || listener.accept()) => match accepted {
                 Ok((stream, peer)) => {
                     // Over the cap, close at once rather than leave clients
                     // waiting in the backlog for a slot.
@@ -55,19 +54,9 @@ pub(crate) async fn run(
                     let task = connection(proxy.clone(), http.clone(), stream, peer, stopping.clone(), permit);
                     connections.spawn(task.instrument(span));
                 }
-                // EINVAL: the socket is not listening; nothing will come.
-                Err(error) if error.kind() == io::ErrorKind::InvalidInput => return Err(error),
-                // A client that gave up between SYN and accept.
-                Err(error) if matches!(
-                    error.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-                ) => debug!(%error, "accept"),
-                // Out of file descriptors or memory: back off instead of
-                // spinning, in the hope that connections close.
-                Err(error) => {
-                    warn!(%error, "accept failed; pausing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // The listener is broken (failed clients and a lack of
+                // descriptors are waited out by the helper).
+                Err(error) => return Err(error),
             },
         }
     }

@@ -4,6 +4,7 @@
 //! control socket) and git's pre-receive hook (also over the control socket)
 //! are thin clients: they hand requests to [`Daemon`], which decides.
 
+mod app_operations;
 mod apps;
 mod commands;
 pub mod control;

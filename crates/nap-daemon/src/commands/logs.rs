@@ -1,13 +1,9 @@
 //! `logs APP [-n N] [-f] [-i I]`: instance output merged in time order, as
 //! the runtime reads it (`APP@I | text` per line).
 
-use std::sync::Arc;
-
-use nap_core::{Action, Caller};
 use nap_runtime::LogRequest;
 
-use super::{app_for, fail, usage};
-use crate::{Daemon, Out};
+use super::{Call, fail};
 
 /// Most lines `-n` may ask for.
 const MAX_LINES: usize = 10_000;
@@ -42,11 +38,19 @@ fn parse<'a>(args: &[&'a str]) -> Option<Options<'a>> {
     (!options.app.is_empty()).then_some(options)
 }
 
-pub async fn logs(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn logs(call: Call<'_, '_>) -> u32 {
+    let Call {
+        daemon,
+        caller,
+        args,
+        out,
+        command,
+        ..
+    } = call;
     let Some(options) = parse(args) else {
-        return usage(out, "logs").await;
+        return command.usage(out).await;
     };
-    let (app, _) = match app_for(daemon, caller, options.app, Action::Read, out).await {
+    let (app, _) = match command.app(daemon, caller, options.app, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };

@@ -7,10 +7,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nap_core::{Action, AppName, Caller};
+use nap_core::{AppName, Caller};
 use tokio::process::Command;
 
-use super::{app_for, fail, usage};
+use super::{Call, fail};
 use crate::deploy::Source;
 use crate::{Daemon, Out};
 
@@ -31,11 +31,19 @@ fn parse_clone<'a>(args: &[&'a str]) -> Option<(&'a str, Option<&'a str>, String
     }
 }
 
-pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    let Some((name, new_name, command)) = parse_clone(args) else {
-        return usage(out, "clone").await;
+pub async fn clone(call: Call<'_, '_>) -> u32 {
+    let Call {
+        daemon,
+        caller,
+        args,
+        out,
+        command,
+        ..
+    } = call;
+    let Some((name, new_name, start_command)) = parse_clone(args) else {
+        return command.usage(out).await;
     };
-    let (app, record) = match app_for(daemon, caller, name, Action::Read, out).await {
+    let (app, record) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -67,10 +75,19 @@ pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
     out.err(&format!(
         "-----> Creating {new}: {app} v{} with command {}",
         release.number,
-        command.escape_debug()
+        start_command.escape_debug()
     ))
     .await;
-    let status = clone_into(daemon, caller, &app, &new, &release.commit, &command, out).await;
+    let status = clone_into(
+        daemon,
+        caller,
+        &app,
+        &new,
+        &release.commit,
+        &start_command,
+        out,
+    )
+    .await;
     if status != 0 {
         daemon.remove_app(&new).await;
         out.err(&format!(" !     {new} was not created")).await;
@@ -234,14 +251,17 @@ fn check_ref(reference: &str) -> Result<(), String> {
     }
 }
 
-pub async fn deploy_from(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
+    let Call {
+        daemon,
+        caller,
+        args,
+        out,
+        command,
+        ..
+    } = call;
     let Some((name, url, reference)) = parse_deploy(args) else {
-        return usage(out, "deploy").await;
+        return command.usage(out).await;
     };
     if let Err(e) = AppName::parse(name) {
         return fail(out, e).await;

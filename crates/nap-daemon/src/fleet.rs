@@ -296,21 +296,19 @@ pub(crate) async fn tarball(
         )
             .into_response();
     }
-    let made = tokio::task::spawn_blocking(move || {
-        let repo = nap_git::open(&found.git_dir, &found.quarantine).map_err(|e| e.to_string())?;
+    let made = crate::repo::blocking(move || {
+        let repo = nap_git::open(&found.git_dir, &found.quarantine)?;
         let mut bytes = Vec::new();
-        repo.write_tarball(&found.commit, &mut bytes)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(bytes)
+        repo.write_tarball(&found.commit, &mut bytes)?;
+        Ok::<_, crate::repo::RepoError>(bytes)
     })
     .await;
     let failure = match made {
-        Ok(Ok(bytes)) => {
+        Ok(bytes) => {
             tracing::info!(%app, release, bytes = bytes.len(), "served a release tarball");
             return ([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response();
         }
-        Ok(Err(e)) => e,
-        Err(e) => format!("tarball task failed: {e}"),
+        Err(e) => e,
     };
     tracing::warn!(%app, release, error = %failure, "cannot make a tarball");
     (

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use nap_core::{AppName, Caller};
 use serde::{Deserialize, Serialize};
 
+use crate::repo::RepoError;
 use crate::{Daemon, Out};
 
 /// One line of pre-receive's stdin: `old new ref`.
@@ -177,8 +178,8 @@ impl Daemon {
                         &self.data.repo(push.app.as_str()),
                         &nap_git::Quarantine::default(),
                     )
-                    .map_err(|e| e.to_string())
-                    .and_then(|repo| repo.set_head(branch).map_err(|e| e.to_string()));
+                    .map_err(RepoError::from)
+                    .and_then(|repo| Ok(repo.set_head(branch)?));
                     if let Err(e) = head {
                         tracing::warn!(app = %push.app, error = %e, "cannot set HEAD");
                     }

@@ -5,6 +5,7 @@ mod harness;
 #[path = "../crates/nap-web/tests/webdriver.rs"]
 mod webdriver;
 
+mod architecture;
 mod cli;
 mod deploy;
 mod fleet;

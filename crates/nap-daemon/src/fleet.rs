@@ -1,6 +1,6 @@
-//! The `fleet` runtime's needs on the daemon's side: per-release tarball
-//! tokens, the tarball endpoint the cluster's machines fetch releases from,
-//! and instance addresses from etcd for the router.
+//! The `fleet` runtime's needs on the daemon's side: the daemon's secret,
+//! per-release tarball tokens, and the tarball endpoint the cluster's
+//! machines fetch releases from.
 //!
 //! A machine fetches a release in its unit's `ExecStartPre`, that is while
 //! the deploy that started the unit is still waiting for it to be healthy,

@@ -32,8 +32,9 @@ use crate::logs::{self, LogFiles, LogSink, Tail};
 use crate::orphans::{self, Record};
 use crate::ports::PortPool;
 use crate::run::{self, RunEnd};
-use crate::supervisor::{StartError, StopError};
+use crate::supervisor::{SpawnError, StopError};
 use crate::{Config, InstanceId, InstanceSpec, InstanceState, InstanceStatus, Started, procfs};
+use nap_runtime::StartError;
 
 /// What a [`crate::Supervisor`] handle asks.
 pub(crate) enum Request {
@@ -277,7 +278,7 @@ impl Actor {
         let log = self
             .logs
             .sink(&spec.app, spec.index)
-            .map_err(|source| StartError::Log {
+            .map_err(|source| SpawnError::Log {
                 path: self.logs.path(&spec.app, spec.index),
                 source,
             })?;
@@ -309,11 +310,12 @@ impl Actor {
             }
             Err(source) => {
                 remove_cgroup(&instance);
-                Err(StartError::Spawn {
+                Err(SpawnError::Spawn {
                     app: id.app,
                     index: id.index,
                     source,
-                })
+                }
+                .into())
             }
         }
     }

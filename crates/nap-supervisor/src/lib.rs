@@ -61,8 +61,9 @@ use std::time::{Duration, SystemTime};
 
 pub use cgroup::{CgroupVersion, MemoryLimits};
 pub use local::Local;
+pub use nap_runtime::StartError;
 pub use nap_runtime::{HealthPolicy, Healthy, InstanceSpec, InstanceState, Unhealthy};
-pub use supervisor::{NewError, StartError, StopError, Supervisor};
+pub use supervisor::{NewError, SpawnError, StopError, Supervisor};
 
 /// Whether the supervisor may put instances into memory cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,7 +12,7 @@ use nap_runtime::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{InstanceId, InstanceSpec, Supervisor, log_reader, supervisor};
+use crate::{InstanceId, InstanceSpec, Supervisor, log_reader};
 
 /// How many log lines may wait between the reader and the client.
 const LOG_LINES_IN_FLIGHT: usize = 256;
@@ -56,19 +56,6 @@ fn ours(id: &InstanceId) -> nap_runtime::InstanceId {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-impl From<supervisor::StartError> for StartError {
-    fn from(error: supervisor::StartError) -> StartError {
-        match error {
-            supervisor::StartError::InvalidSpec { reason } => StartError::InvalidSpec { reason },
-            supervisor::StartError::NoFreePort { start, end } => {
-                StartError::NoFreePort { start, end }
-            }
-            supervisor::StartError::ShuttingDown => StartError::ShuttingDown,
-            other => StartError::Backend(Box::new(other)),
-        }
-    }
 }
 
 impl Runtime for Local {

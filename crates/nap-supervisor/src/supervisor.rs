@@ -12,7 +12,7 @@ use crate::cgroup::{Cgroups, MemoryLimits};
 use crate::group::Group;
 use crate::health;
 use crate::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, logs, orphans, procfs};
-use nap_runtime::{HealthPolicy, Healthy, Unhealthy, UpAddresses};
+use nap_runtime::{HealthPolicy, Healthy, StartError, Unhealthy, UpAddresses};
 
 /// Why [`Supervisor::new`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,23 +35,10 @@ pub enum NewError {
     },
 }
 
-/// Why [`Supervisor::start`] failed. Nothing of the instance is left running.
+/// Why [`Supervisor::start`] could not make the instance's process (the part of
+/// [`nap_runtime::StartError::Backend`] that is the supervisor's own).
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The spec cannot be run as given.
-    #[error("invalid instance: {reason}")]
-    InvalidSpec {
-        /// What is wrong.
-        reason: String,
-    },
-    /// Every port of the range is taken.
-    #[error("no free port in {start}..{end}")]
-    NoFreePort {
-        /// First port of the range.
-        start: u16,
-        /// One past the last port.
-        end: u16,
-    },
+pub enum SpawnError {
     /// The instance's log file cannot be opened.
     #[error("cannot open log {}: {source}", path.display())]
     Log {
@@ -70,9 +57,12 @@ pub enum StartError {
         /// The cause.
         source: io::Error,
     },
-    /// [`Supervisor::shutdown`] was called.
-    #[error("the supervisor is shutting down")]
-    ShuttingDown,
+}
+
+impl From<SpawnError> for StartError {
+    fn from(error: SpawnError) -> StartError {
+        StartError::Backend(Box::new(error))
+    }
 }
 
 /// Why [`Supervisor::stop`] failed.
@@ -144,8 +134,8 @@ impl Supervisor {
         Ok(Supervisor { requests, shared })
     }
 
-    /// Starts an instance: a free port, its process, its log. Returns as soon as the process
-    /// runs; use [`Supervisor::wait_healthy`] to find out whether it works.
+    /// Starts an instance: a free port, its process, its log. Nothing of it is left running
+    /// when it fails. Returns as soon as the process runs; use [`Supervisor::wait_healthy`] to find out whether it works.
     ///
     /// The instance keeps its port across restarts until it is stopped.
     pub async fn start(&self, spec: InstanceSpec) -> Result<Started, StartError> {

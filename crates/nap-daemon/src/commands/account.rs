@@ -10,14 +10,7 @@ pub async fn whoami(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn token(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     match args {
         [] => match daemon.tokens.issue(&caller.user) {
             Ok(token) => {

@@ -64,6 +64,22 @@ pub struct Call<'a, 'o> {
     pub command: &'static Command,
 }
 
+impl<'a, 'o> Call<'a, 'o> {
+    /// The daemon, the caller, the arguments, the output and the command's row: what a
+    /// handler that reads no stdin works with.
+    pub fn parts(
+        self,
+    ) -> (
+        &'a Arc<Daemon>,
+        &'a Caller,
+        &'a [&'a str],
+        &'a mut Out<'o>,
+        &'static Command,
+    ) {
+        (self.daemon, self.caller, self.args, self.out, self.command)
+    }
+}
+
 /// Prints `message` as the command's one error line and returns the failure status.
 pub async fn fail(out: &mut Out<'_>, message: impl std::fmt::Display) -> u32 {
     out.err(&format!(" !     {message}")).await;

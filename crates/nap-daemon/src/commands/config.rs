@@ -36,14 +36,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 pub async fn show(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let [name] = args else {
         return command.usage(out).await;
     };
@@ -58,14 +51,7 @@ pub async fn show(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn set(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, pairs)) = args.split_first().filter(|(_, pairs)| !pairs.is_empty()) else {
         return command.usage(out).await;
     };
@@ -94,14 +80,7 @@ pub async fn set(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn unset(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, keys)) = args.split_first().filter(|(_, keys)| !keys.is_empty()) else {
         return command.usage(out).await;
     };

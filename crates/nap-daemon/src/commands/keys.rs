@@ -10,13 +10,7 @@ use crate::users::Added;
 const MAX_KEY_INPUT: u64 = 16 * 1024;
 
 pub async fn list(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, _, args, out, command) = call.parts();
     if !args.is_empty() {
         return command.usage(out).await;
     }
@@ -89,13 +83,7 @@ pub async fn add(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn remove(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, _, args, out, command) = call.parts();
     let [name] = args else {
         return command.usage(out).await;
     };

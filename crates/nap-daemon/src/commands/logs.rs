@@ -39,14 +39,7 @@ fn parse<'a>(args: &[&'a str]) -> Option<Options<'a>> {
 }
 
 pub async fn logs(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let Some(options) = parse(args) else {
         return command.usage(out).await;
     };

@@ -47,14 +47,7 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 pub async fn apps(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let json = match args {
         [] => false,
         ["--json"] => true,
@@ -101,14 +94,7 @@ pub async fn apps(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn ps(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, json) = match args {
         [name] => (*name, false),
         [name, "--json"] | ["--json", name] => (*name, true),
@@ -173,14 +159,7 @@ fn target_scale(spec: &str, current: u32) -> Option<u32> {
 }
 
 pub async fn scale(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, spec) = match args {
         [name, spec] => (*name, *spec),
         [joined] => match joined.split_once('+') {
@@ -253,14 +232,7 @@ pub async fn scale(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn restart(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let [name] = args else {
         return command.usage(out).await;
     };
@@ -306,14 +278,7 @@ pub async fn restart(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn destroy(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let name = match args {
         [name, "--force"] | ["--force", name] => *name,
         [name] => {

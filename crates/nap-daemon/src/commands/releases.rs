@@ -6,14 +6,7 @@ use super::{Call, fail};
 use crate::deploy::Source;
 
 pub async fn releases(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, json) = match args {
         [name] => (*name, false),
         [name, "--json"] | ["--json", name] => (*name, true),
@@ -60,14 +53,7 @@ pub async fn releases(call: Call<'_, '_>) -> u32 {
 }
 
 pub async fn rollback(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, wanted) = match args {
         [name] => (*name, None),
         [name, version] => match version.strip_prefix('v').unwrap_or(version).parse::<u32>() {

@@ -25,14 +25,7 @@ fn parse_clone<'a>(args: &[&'a str]) -> Option<(&'a str, Option<&'a str>, String
 }
 
 pub async fn clone(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, new_name, start_command)) = parse_clone(args) else {
         return command.usage(out).await;
     };
@@ -239,14 +232,7 @@ fn check_ref(reference: &str) -> Result<(), String> {
 }
 
 pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
-    let Call {
-        daemon,
-        caller,
-        args,
-        out,
-        command,
-        ..
-    } = call;
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, url, reference)) = parse_deploy(args) else {
         return command.usage(out).await;
     };

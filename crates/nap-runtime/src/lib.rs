@@ -105,7 +105,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops one instance and waits until it is gone. An unknown instance is already gone.
     fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), StopError>>;
 
-    /// Every instance the runtime runs for nap, in the order of their ids.
+    /// Every instance the runtime runs for nap (in no particular order).
     fn list(&self) -> BoxFuture<'_, Vec<Instance>>;
 
     /// The instances' output: the last lines of every instance of the app (or of one), merged

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and runs nap: makes sure the system git is there (nap serves
-# pushes with git's own receive-pack), builds the release binary, and starts
-# `nap serve` with the arguments given (embedded defaults otherwise).
+# pushes with git's own receive-pack), installs the `nap` binary with
+# `cargo install` into cargo's bin directory (~/.cargo/bin, which rustup puts
+# on a Rust user's PATH, so the README's `nap keys add ...` works as written),
+# and starts `nap serve` from there with the arguments given (embedded
+# defaults otherwise). Its data directory is ./nap-data of this directory.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v git >/dev/null; then
@@ -12,5 +15,13 @@ if ! command -v git >/dev/null; then
         exit 1
     fi
 fi
-# `cargo run` finds the binary wherever the target directory is.
-exec cargo run --quiet --release -p nap -- serve "$@"
+cargo install --quiet --locked --path crates/nap
+# Where cargo installs binaries: CARGO_INSTALL_ROOT, else CARGO_HOME, else ~/.cargo.
+nap="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin/nap"
+if [ "$(command -v nap || true)" != "$nap" ]; then
+    echo "run.sh: nap is installed as $nap, which is not what 'nap' runs in this shell;" \
+        "use that path, or put $(dirname "$nap") first on your PATH" >&2
+fi
+echo "run.sh: data in $PWD/nap-data; from this directory, register the first key with:" \
+    "nap keys add NAME --admin ~/.ssh/id_ed25519.pub" >&2
+exec "$nap" serve "$@"

@@ -5,9 +5,12 @@ mod harness;
 #[path = "../crates/nap-web/tests/webdriver.rs"]
 mod webdriver;
 
+mod architecture;
+mod cli;
 mod deploy;
 mod fleet;
 mod operate;
+mod serve;
 mod similar;
 mod ssh_front_door;
 mod web;

@@ -3,11 +3,13 @@
 //! **Architecture Invariant:** this crate does no IO. It decides what is a
 //! valid app name, user name or public key, and who may act on which app;
 //! the daemon, the SSH front door and the web API all ask it, so the rules
-//! live in exactly one place.
+//! live in exactly one place. It also holds the plain rows that the daemon's
+//! `--json` answers and the web manager share ([`rows`]).
 
 mod access;
 mod keys;
 mod names;
+pub mod rows;
 
 pub use access::{AccessError, Action, Caller, check_access};
 pub use keys::{KeyError, ParsedKey, from_public_key, parse_public_key};

@@ -40,6 +40,9 @@ pub struct Apps {
     /// Creating an app is rare; one lock keeps two first pushes to one
     /// name from both creating it.
     create: Mutex<()>,
+    /// Bumped whenever an app comes into being or is forgotten, so that the
+    /// router's routes follow without reading the apps directory per request.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 pub fn now() -> u64 {
@@ -54,7 +57,19 @@ impl Apps {
         Apps {
             data,
             create: Mutex::new(()),
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Learns of every app created or forgotten from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Says that the set of apps changed (an app was created or removed).
+    pub fn announce_change(&self) {
+        self.changed
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     pub fn record(&self, app: &AppName) -> Result<Option<AppRecord>, StoreError> {
@@ -140,6 +155,7 @@ impl Apps {
         match created {
             Ok(record) => {
                 tracing::info!(app = %app, owner = %caller.user, "app created");
+                self.announce_change();
                 Ok((app, record))
             }
             Err(e) => {

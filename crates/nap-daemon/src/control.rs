@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug};
 
 use crate::hook::HookRequest;
 use crate::{Daemon, Out, ServeError};
@@ -85,9 +85,10 @@ pub(crate) async fn serve(
     loop {
         let stream = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
+            // Failed clients and a lack of descriptors are waited out by the helper.
+            accepted = nap_stdx::accept("control socket", || listener.accept()) => match accepted {
                 Ok((stream, _)) => stream,
-                Err(e) => { warn!(error = %e, "control accept failed"); continue; }
+                Err(_broken) => return,
             },
         };
         let daemon = daemon.clone();

@@ -6,16 +6,18 @@
 //! deploy-from-URL.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use nap_core::AppName;
-use nap_runtime::{Instance, InstanceSpec};
+use nap_runtime::{HealthPolicy, Instance, InstanceSpec};
 use nap_store::{AppRecord, ReleaseRecord};
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::apps::now;
+use crate::repo::blocking;
 use crate::{Daemon, Out};
 
 /// Release trees kept on disk besides the running one, for rollbacks.
@@ -136,9 +138,7 @@ impl Daemon {
         let number = record.last_release + 1;
         let tree = self.data.release_tree(app.as_str(), number);
         // A tree left by a crash in an earlier attempt at this number.
-        if tree.exists() {
-            let _ = std::fs::remove_dir_all(&tree);
-        }
+        remove_tree(&tree).await;
         if let Err(e) = nap_store::create_dir(&self.data.releases(app.as_str())) {
             return fail(out, e).await;
         }
@@ -184,7 +184,7 @@ impl Daemon {
             .begin(app.as_str(), number, &commit.id, git_dir, object_dirs);
         let started = self.start_release(app, &release, scale, out).await;
         if started.is_err() {
-            let _ = std::fs::remove_dir_all(&tree);
+            remove_tree(&tree).await;
             out.err(&format!(
                 " !     deploy of {app} v{number} failed; the running release is unchanged"
             ))
@@ -207,7 +207,7 @@ impl Daemon {
             // Without a record the new instances would be orphans: undo.
             self.stop_instances(app, |i| i.id.release == release_name(number))
                 .await;
-            let _ = std::fs::remove_dir_all(&tree);
+            remove_tree(&tree).await;
             return fail(out, format!("cannot save the release: {e}")).await;
         }
         let old = self
@@ -219,7 +219,7 @@ impl Daemon {
             ))
             .await;
         }
-        self.prune_release_trees(app, number);
+        self.prune_release_trees(app, number).await;
         out.err(&format!("-----> {app} v{number} deployed")).await;
         info!(app = %app, release = number, scale, "deployed");
         Ok(number)
@@ -271,14 +271,17 @@ impl Daemon {
                 memory: release.memory,
             };
             let runtime = self.runtime.clone();
-            let (grace, boot) = (self.settings.health_grace, self.settings.boot_timeout);
+            let policy = HealthPolicy {
+                grace: self.settings.health_grace,
+                boot_timeout: self.settings.boot_timeout,
+            };
             checks.spawn(async move {
                 let started = runtime
                     .start(spec)
                     .await
-                    .map_err(|e| (index, e, Vec::new()))?;
-                match healthy(runtime.as_ref(), &started, grace, boot).await {
-                    Ok(listening) => Ok((started, listening)),
+                    .map_err(|e| (index, e.to_string(), Vec::new()))?;
+                match runtime.wait_healthy(&started.id, policy).await {
+                    Ok(health) => Ok((started, health.listening)),
                     Err(unhealthy) => {
                         let _ = runtime.stop(&started.id).await;
                         Err((index, unhealthy.reason, unhealthy.last_lines))
@@ -372,12 +375,9 @@ impl Daemon {
     }
 
     /// Removes release trees older than the newest few (their records stay).
-    fn prune_release_trees(&self, app: &AppName, current: u32) {
+    async fn prune_release_trees(&self, app: &AppName, current: u32) {
         for number in 1..current.saturating_sub(KEEP_RELEASE_TREES) {
-            let tree = self.data.release_tree(app.as_str(), number);
-            if tree.exists() {
-                let _ = std::fs::remove_dir_all(&tree);
-            }
+            remove_tree(&self.data.release_tree(app.as_str(), number)).await;
         }
     }
 
@@ -421,36 +421,20 @@ impl Daemon {
     }
 }
 
-/// Whether a new instance is healthy: accepting on its port (checked from
-/// the start), or alive after `grace`. One that does not listen yet gets
-/// until `boot` to start (apps that load a lot before they listen); one that
-/// is still alive then but listens nowhere is a worker, and healthy too.
-/// Returns whether it listens.
-async fn healthy(
-    runtime: &dyn nap_runtime::Runtime,
-    started: &nap_runtime::Started,
-    grace: std::time::Duration,
-    boot: std::time::Duration,
-) -> Result<bool, nap_runtime::Unhealthy> {
-    runtime.wait_healthy(&started.id, grace).await?;
-    let deadline = tokio::time::Instant::now() + boot.saturating_sub(grace);
-    loop {
-        if tokio::net::TcpStream::connect(started.address)
-            .await
-            .is_ok()
-        {
-            return Ok(true);
+/// Deletes a release tree (if it is there) on a blocking thread: a tree of
+/// thousands of files takes a while.
+async fn remove_tree(tree: &Path) {
+    let tree = tree.to_owned();
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&tree) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(path = %tree.display(), error = %e, "cannot remove a release tree");
         }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        _ => {}
+    })
+    .await;
+    if let Err(e) = removed {
+        warn!(error = %e, "removing a release tree failed");
     }
-    // Still the same process, and not listening elsewhere?
-    runtime
-        .wait_healthy(&started.id, std::time::Duration::ZERO)
-        .await?;
-    Ok(false)
 }
 
 /// `vN`.
@@ -480,16 +464,6 @@ fn log_failure(e: &dyn std::fmt::Display) -> Failed {
 async fn fail<T>(out: &mut Out<'_>, message: impl std::fmt::Display) -> Result<T, Failed> {
     out.err(&format!(" !     {message}")).await;
     Err(Failed)
-}
-
-/// Runs gix work off the async threads.
-async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("internal error: {e}")),
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The `fleet` runtime's needs on the daemon's side: per-release tarball
-//! tokens, the tarball endpoint the cluster's machines fetch releases from,
-//! and instance addresses from etcd for the router.
+//! The `fleet` runtime's needs on the daemon's side: the daemon's secret,
+//! per-release tarball tokens, and the tarball endpoint the cluster's
+//! machines fetch releases from.
 //!
 //! A machine fetches a release in its unit's `ExecStartPre`, that is while
 //! the deploy that started the unit is still waiting for it to be healthy,
@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, KeyInit, Mac};
 use nap_store::{AppRecord, DataDir, ReleaseRecord};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::Daemon;
 
@@ -35,43 +36,89 @@ pub struct FleetSettings {
     pub nap_url: String,
 }
 
-/// The daemon's secret for release tokens: made once, kept in `DATA/secret`.
-pub(crate) fn load_or_create_secret(
-    path: &std::path::Path,
-) -> Result<String, nap_store::StoreError> {
+/// Random bytes in the secret; it is stored as twice as many hex digits.
+const SECRET_BYTES: usize = 32;
+
+/// Why the daemon's secret (`DATA/secret`) cannot be used. nap never replaces
+/// an existing secret: every release token handed to the cluster's machines
+/// depends on it.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The file is there but cannot be read (permissions, a directory, an IO error).
+    #[error(
+        "cannot read the daemon's secret {}: {source}; nap does not replace it, since the release tokens of running instances depend on it: fix the file (nap writes {} hex digits, mode 0600) or move it away to make a new one",
+        path.display(),
+        SECRET_BYTES * 2
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file holds something nap did not write there.
+    #[error(
+        "the daemon's secret {} is not what nap writes there ({} hex digits); nap does not replace it, since the release tokens of running instances depend on it: restore it or move it away to make a new one",
+        path.display(),
+        SECRET_BYTES * 2
+    )]
+    Garbled {
+        /// The file.
+        path: PathBuf,
+    },
+    /// There is no secret yet, and making one failed.
+    #[error("cannot make the daemon's secret {}: {source}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The daemon's secret for release tokens: made once, when there is none,
+/// and kept in `DATA/secret` (mode 0600).
+pub(crate) fn load_or_create_secret(path: &std::path::Path) -> Result<String, SecretError> {
     match std::fs::read_to_string(path) {
-        Ok(secret) if secret.trim().len() >= 32 => Ok(secret.trim().to_owned()),
-        _ => {
-            let secret =
-                crate::hook::random_hex(32).map_err(|source| nap_store::StoreError::Io {
+        Ok(text) => {
+            let secret = text.trim();
+            if secret.len() == SECRET_BYTES * 2 && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(secret.to_owned())
+            } else {
+                Err(SecretError::Garbled {
                     path: path.to_owned(),
-                    source,
-                })?;
-            nap_store::atomic_write(path, secret.as_bytes(), 0o600)?;
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let create = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Create {
+                path: path.to_owned(),
+                source,
+            };
+            let secret = nap_stdx::random_hex(SECRET_BYTES).map_err(|e| create(Box::new(e)))?;
+            nap_store::atomic_write(path, secret.as_bytes(), 0o600)
+                .map_err(|e| create(Box::new(e)))?;
+            tracing::info!(path = %path.display(), "made the daemon's secret for release tokens");
             Ok(secret)
         }
+        Err(source) => Err(SecretError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
-/// The token that fetches one release's tarball: it opens nothing else. It
-/// names the commit too, so the token of a deploy that failed does not open
-/// the next deploy that gets the same release number. It stays valid as
-/// long as the release may run (machines fetch again when fleet moves an
-/// instance).
+/// The token that fetches one release's tarball: HMAC-SHA-256 under the
+/// daemon's secret of the app, the release and the commit. It opens nothing
+/// else. It names the commit too, so the token of a deploy that failed does
+/// not open the next deploy that gets the same release number. It stays
+/// valid as long as the release may run (machines fetch again when fleet
+/// moves an instance).
 pub(crate) fn release_token(secret: &str, app: &str, release: &str, commit: &str) -> String {
-    let digest = Sha256::digest(
-        format!("nap-release-tarball\0{secret}\0{app}\0{release}\0{commit}").as_bytes(),
-    );
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("nap-release-tarball\0{app}\0{release}\0{commit}").as_bytes());
+    nap_stdx::hex(&mac.finalize().into_bytes())
 }
 
 /// A release whose deploy is under way, and where its commit is (during a
@@ -198,10 +245,22 @@ pub(crate) struct ReleaseTokens {
     pub(crate) pending: Arc<PendingReleases>,
 }
 
+/// The fleet runtime asked for the token of a release that no machine may
+/// fetch.
+#[derive(Debug, thiserror::Error)]
+#[error("{app} {release} is neither being deployed nor the app's current release")]
+pub(crate) struct NotServable {
+    app: String,
+    release: String,
+}
+
 impl nap_fleet::ReleaseTarballs for ReleaseTokens {
-    fn token(&self, app: &str, release: &str) -> Result<String, String> {
+    fn token(&self, app: &str, release: &str) -> Result<String, nap_runtime::BackendError> {
         let found = servable(&self.data, &self.pending, app, release).ok_or_else(|| {
-            format!("{app} {release} is neither being deployed nor the app's current release")
+            Box::new(NotServable {
+                app: app.to_owned(),
+                release: release.to_owned(),
+            })
         })?;
         Ok(release_token(&self.secret, app, release, &found.commit))
     }
@@ -227,7 +286,7 @@ pub(crate) async fn tarball(
         )
             .into_response();
     };
-    if !same(
+    if !nap_stdx::same_secret(
         token,
         &release_token(&daemon.secret, &app, &release, &found.commit),
     ) {
@@ -237,21 +296,19 @@ pub(crate) async fn tarball(
         )
             .into_response();
     }
-    let made = tokio::task::spawn_blocking(move || {
-        let repo = nap_git::open(&found.git_dir, &found.quarantine).map_err(|e| e.to_string())?;
+    let made = crate::repo::blocking(move || {
+        let repo = nap_git::open(&found.git_dir, &found.quarantine)?;
         let mut bytes = Vec::new();
-        repo.write_tarball(&found.commit, &mut bytes)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(bytes)
+        repo.write_tarball(&found.commit, &mut bytes)?;
+        Ok::<_, crate::repo::RepoError>(bytes)
     })
     .await;
     let failure = match made {
-        Ok(Ok(bytes)) => {
+        Ok(bytes) => {
             tracing::info!(%app, release, bytes = bytes.len(), "served a release tarball");
             return ([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response();
         }
-        Ok(Err(e)) => e,
-        Err(e) => format!("tarball task failed: {e}"),
+        Err(e) => e,
     };
     tracing::warn!(%app, release, error = %failure, "cannot make a tarball");
     (
@@ -361,8 +418,11 @@ mod tests {
         ] {
             assert_ne!(token, other);
         }
-        assert!(same(&token, &release_token("s3cret", "web", "v2", "c2")));
-        assert!(!same(&token, &token[1..]));
+        assert!(nap_stdx::same_secret(
+            &token,
+            &release_token("s3cret", "web", "v2", "c2")
+        ));
+        assert!(!nap_stdx::same_secret(&token, &token[1..]));
     }
 
     #[test]
@@ -377,10 +437,13 @@ mod tests {
             pending: Arc::new(PendingReleases::default()),
         };
         assert_eq!(
-            tokens.token("web", "v1"),
-            Ok(release_token("s3cret", "web", "v1", "c1"))
+            tokens.token("web", "v1").expect("current"),
+            release_token("s3cret", "web", "v1", "c1")
         );
-        let error = tokens.token("web", "v2").expect_err("not deployed");
+        let error = tokens
+            .token("web", "v2")
+            .expect_err("not deployed")
+            .to_string();
         assert!(error.contains("neither being deployed"), "{error}");
     }
 }

@@ -1,8 +1,17 @@
-//! `git receive-pack` and `git upload-pack`: access is checked, then the
-//! system git runs with the channel bridged to it both ways.
+//! Where the daemon runs the system git, and nowhere else:
+//!
+//! - `git receive-pack` and `git upload-pack` for pushes and fetches over SSH:
+//!   access is checked, then git runs with the channel bridged to it both ways;
+//! - `git fetch` for `deploy NEW --from URL` ([`fetch`]): into the new app's
+//!   repository, with only the transports the caller may use, within a time and
+//!   size budget.
+//!
+//! gitoxide does everything else with repositories (nap-git).
 
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nap_core::{Action, Caller};
 use tokio::io::AsyncRead;
@@ -127,6 +136,145 @@ pub async fn run(
             1
         }
     }
+}
+
+/// Most bytes a repository fetched by `deploy --from` may take on disk.
+const MAX_FETCH_BYTES: u64 = 1 << 30;
+/// Longest a fetch may run.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a running fetch is measured against its budget.
+const FETCH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What to fetch, already checked by the caller.
+pub(crate) struct FetchSource<'a> {
+    /// The URL as given.
+    pub(crate) url: &'a str,
+    /// The URL as it may be shown (without a password).
+    pub(crate) shown: &'a str,
+    /// Its transport: `file` (admins only), or one of git's network transports.
+    pub(crate) scheme: &'a str,
+    /// The branch, tag or `HEAD` to fetch.
+    pub(crate) reference: &'a str,
+}
+
+/// Why a fetch failed; nothing of it is kept.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// git could not be started or waited for.
+    #[error("cannot start git fetch: {0}")]
+    Start(std::io::Error),
+    /// It ran out of time.
+    #[error("fetching took longer than {}s; gave up", FETCH_TIMEOUT.as_secs())]
+    TooSlow,
+    /// The repository grew over the budget.
+    #[error("the repository is larger than {} MiB; gave up", MAX_FETCH_BYTES >> 20)]
+    TooLarge,
+    /// git said no.
+    #[error("cannot fetch {reference} from {url}: {reason}")]
+    Refused {
+        /// The ref.
+        reference: String,
+        /// The URL as it may be shown.
+        url: String,
+        /// git's last line.
+        reason: String,
+    },
+}
+
+/// Runs `git fetch` of `source` into the repository at `repo` (as its
+/// `refs/heads/master`), within a time and size budget.
+pub(crate) async fn fetch(
+    daemon: &Daemon,
+    repo: &Path,
+    source: &FetchSource<'_>,
+) -> Result<(), FetchError> {
+    let allowed = if source.scheme == "file" {
+        "file"
+    } else {
+        "https:http:git:ssh"
+    };
+    let mut child = Command::new(&daemon.settings.git)
+        .args(["fetch", "--no-tags", "--quiet", "--no-recurse-submodules", "--", source.url])
+        .arg(format!("+{}:refs/heads/master", source.reference))
+        .current_dir(repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env("HOME", daemon.data.root())
+        .env("GIT_DIR", repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_ALLOW_PROTOCOL", allowed)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        // Never the server's own ssh identity or agent.
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(FetchError::Start)?;
+    let Some(mut stderr) = child.stderr.take() else {
+        return Err(FetchError::Start(std::io::Error::other(
+            "git has no stderr",
+        )));
+    };
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+    let mut ticker = tokio::time::interval(FETCH_CHECK_INTERVAL);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(FetchError::Start)?,
+            _ = ticker.tick() => {
+                if tokio::time::Instant::now() > deadline {
+                    let _ = child.kill().await;
+                    return Err(FetchError::TooSlow);
+                }
+                // Walking the repository is file work: not on the async threads.
+                let measured = repo.to_owned();
+                let size = tokio::task::spawn_blocking(move || dir_size(&measured))
+                    .await
+                    .unwrap_or(0);
+                if size > MAX_FETCH_BYTES {
+                    let _ = child.kill().await;
+                    return Err(FetchError::TooLarge);
+                }
+            }
+        }
+    };
+    let text = errors.await.unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("git fetch failed");
+    Err(FetchError::Refused {
+        reference: source.reference.to_owned(),
+        url: source.shown.to_owned(),
+        reason: last.trim_start_matches("fatal: ").to_owned(),
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]

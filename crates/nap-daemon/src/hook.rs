@@ -4,12 +4,12 @@
 //! hook — knows who pushed which app.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use nap_core::{AppName, Caller};
 use serde::{Deserialize, Serialize};
 
+use crate::repo::RepoError;
 use crate::{Daemon, Out};
 
 /// One line of pre-receive's stdin: `old new ref`.
@@ -73,7 +73,7 @@ impl Pushes {
     }
 
     pub(crate) fn register(&self, caller: &Caller, app: &AppName) -> std::io::Result<PushGuard> {
-        let token = random_hex(16)?;
+        let token = nap_stdx::random_hex(16)?;
         self.lock().insert(
             token.clone(),
             PushContext {
@@ -90,13 +90,6 @@ impl Pushes {
     pub(crate) fn get(&self, token: &str) -> Option<PushContext> {
         self.lock().get(token).cloned()
     }
-}
-
-/// `bytes` random bytes from the kernel, as hex.
-pub(crate) fn random_hex(bytes: usize) -> std::io::Result<String> {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Daemon {
@@ -185,8 +178,8 @@ impl Daemon {
                         &self.data.repo(push.app.as_str()),
                         &nap_git::Quarantine::default(),
                     )
-                    .map_err(|e| e.to_string())
-                    .and_then(|repo| repo.set_head(branch).map_err(|e| e.to_string()));
+                    .map_err(RepoError::from)
+                    .and_then(|repo| Ok(repo.set_head(branch)?));
                     if let Err(e) = head {
                         tracing::warn!(app = %push.app, error = %e, "cannot set HEAD");
                     }

@@ -4,6 +4,7 @@
 //! control socket) and git's pre-receive hook (also over the control socket)
 //! are thin clients: they hand requests to [`Daemon`], which decides.
 
+mod app_operations;
 mod apps;
 mod commands;
 pub mod control;
@@ -13,6 +14,7 @@ mod gate;
 mod git_exec;
 pub mod hook;
 mod output;
+mod repo;
 mod tokens;
 mod users;
 mod web;
@@ -103,6 +105,9 @@ pub enum ServeError {
     /// The fleet runtime's settings are wrong.
     #[error("fleet: {0}")]
     Fleet(nap_fleet::FleetSetupError),
+    /// The daemon's secret for release tokens cannot be used.
+    #[error(transparent)]
+    Secret(#[from] fleet::SecretError),
     /// The supervisor could not start.
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] nap_supervisor::NewError),
@@ -132,8 +137,6 @@ pub struct Daemon {
     secret: String,
     /// Releases being deployed, whose tarballs machines may already fetch.
     pending: Arc<fleet::PendingReleases>,
-    /// In fleet mode with etcd: where the sidekicks publish instances.
-    etcd: Option<nap_fleet::EtcdClient>,
     /// One lock per app: deploys of an app wait for each other.
     deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -163,7 +166,7 @@ impl Daemon {
                 if !settings.cgroups {
                     config.cgroups = nap_supervisor::CgroupMode::Off;
                 }
-                Arc::new(nap_runtime::Local::new(
+                Arc::new(nap_supervisor::Local::new(
                     nap_supervisor::Supervisor::new(config).await?,
                 ))
             }
@@ -185,16 +188,7 @@ impl Daemon {
                 Arc::new(nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?)
             }
         };
-        let etcd = match &settings.fleet {
-            Some(cluster) if !cluster.etcd_endpoints.is_empty() => Some(
-                nap_fleet::EtcdClient::new(&cluster.etcd_endpoints).map_err(|e| {
-                    ServeError::Fleet(nap_fleet::FleetSetupError::Invalid(e.to_string()))
-                })?,
-            ),
-            _ => None,
-        };
         Ok(Daemon {
-            etcd,
             secret,
             pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,

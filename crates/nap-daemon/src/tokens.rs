@@ -23,15 +23,27 @@ struct StoredToken {
 }
 
 fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    nap_stdx::hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// A token could not be made or revoked; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The kernel gave no random bytes.
+    #[error("no randomness for a token: {0}")]
+    Random(#[from] std::io::Error),
+    /// `tokens.json` could not be written.
+    #[error(transparent)]
+    Store(#[from] nap_store::StoreError),
 }
 
 pub struct TokenBook {
     path: PathBuf,
+    /// What requests read: held only to copy or swap, never across a write to disk.
     tokens: Mutex<Tokens>,
+    /// One change at a time, held while the file is written, so that two changes never
+    /// start from the same state.
+    writer: Mutex<()>,
 }
 
 impl TokenBook {
@@ -40,6 +52,7 @@ impl TokenBook {
         Ok(TokenBook {
             path,
             tokens: Mutex::new(tokens),
+            writer: Mutex::new(()),
         })
     }
 
@@ -47,33 +60,37 @@ impl TokenBook {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Applies `change` to a copy, writes the copy, and only then makes it current; requests
+    /// that check tokens meanwhile see the old state and never wait for the disk.
+    fn change<T>(&self, change: impl FnOnce(&mut Tokens) -> T) -> Result<T, TokenError> {
+        let _one_writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.lock().clone();
+        let result = change(&mut next);
+        nap_store::write_json(&self.path, &next)?;
+        *self.lock() = next;
+        Ok(result)
+    }
+
     /// Makes a new token for `user`; only its hash is kept.
-    pub fn issue(&self, user: &str) -> Result<String, String> {
-        let token = format!(
-            "nap_{}",
-            crate::hook::random_hex(32).map_err(|e| e.to_string())?
-        );
-        let mut tokens = self.lock();
-        let mut next = tokens.clone();
-        next.tokens.push(StoredToken {
-            hash: hash(&token),
-            user: user.to_owned(),
-            created: crate::apps::now(),
-        });
-        nap_store::write_json(&self.path, &next).map_err(|e| e.to_string())?;
-        *tokens = next;
+    pub fn issue(&self, user: &str) -> Result<String, TokenError> {
+        let token = format!("nap_{}", nap_stdx::random_hex(32)?);
+        self.change(|next| {
+            next.tokens.push(StoredToken {
+                hash: hash(&token),
+                user: user.to_owned(),
+                created: crate::apps::now(),
+            });
+        })?;
         Ok(token)
     }
 
     /// Revokes every token of `user`; returns how many.
-    pub fn revoke(&self, user: &str) -> Result<usize, String> {
-        let mut tokens = self.lock();
-        let mut next = tokens.clone();
-        next.tokens.retain(|t| t.user != user);
-        let revoked = tokens.tokens.len() - next.tokens.len();
-        nap_store::write_json(&self.path, &next).map_err(|e| e.to_string())?;
-        *tokens = next;
-        Ok(revoked)
+    pub fn revoke(&self, user: &str) -> Result<usize, TokenError> {
+        self.change(|next| {
+            let before = next.tokens.len();
+            next.tokens.retain(|t| t.user != user);
+            before - next.tokens.len()
+        })
     }
 
     /// The user name a token belongs to.

@@ -2,7 +2,7 @@
 //! every change, so a key added or removed counts for the next connection.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use nap_core::{Caller, KeyError, NameError, ParsedKey, UserName};
 use nap_store::{StoredKey, User, Users};
@@ -52,7 +52,11 @@ pub struct KeyRow {
 
 pub struct UserBook {
     path: PathBuf,
+    /// What every connection reads: held only to copy or swap, never across a write to disk.
     users: RwLock<Users>,
+    /// One change at a time, held while `users.json` is written (and fsynced), so that two
+    /// changes never start from the same state and readers never wait for the disk.
+    writer: Mutex<()>,
 }
 
 impl UserBook {
@@ -61,6 +65,7 @@ impl UserBook {
         Ok(UserBook {
             path,
             users: RwLock::new(users),
+            writer: Mutex::new(()),
         })
     }
 
@@ -75,15 +80,19 @@ impl UserBook {
         &self,
         change: impl FnOnce(&mut Users) -> Result<T, UsersError>,
     ) -> Result<T, UsersError> {
-        let mut guard = self
-            .users
-            .write()
+        let _one_writer = self
+            .writer
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = guard.clone();
+        let current = self.read().clone();
+        let mut next = current.clone();
         let result = change(&mut next)?;
-        if next != *guard {
+        if next != current {
             nap_store::write_json(&self.path, &next)?;
-            *guard = next;
+            *self
+                .users
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
         }
         Ok(result)
     }

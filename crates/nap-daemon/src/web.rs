@@ -2,10 +2,7 @@
 //! access rule and the same commands as SSH, and the router's (nap-router)
 //! membership.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nap_core::{AccessError, Action, AppName, Caller};
 use nap_router::{Routes, RoutesReceiver};
@@ -80,24 +77,22 @@ impl nap_web::Backend for WebBackend {
     }
 }
 
-/// How often the stopgap below looks at the instances again.
-const ROUTES_POLL: Duration = Duration::from_millis(100);
-
 /// The router's membership: a snapshot of every app and the addresses of its
 /// instances that are up, as `nap_router::serve` takes it.
 ///
-/// **Stopgap** until the runtime pushes its own snapshot of up instances (the
-/// Runtime work): [`RoutesFeed::run`] rebuilds the snapshot every 100 ms from
-/// `runtime.list()` (in a cluster with etcd, from the sidekicks' etcd keys)
-/// and the app records, and publishes it only when it changed. The lead
-/// replaces this feed with the runtime's pushed channel; the router side does
-/// not change.
+/// Nothing here polls. The runtime pushes a new snapshot of up instances on
+/// every change of an instance's state ([`nap_runtime::Runtime::up_addresses`]),
+/// and [`crate::apps::Apps`] announces every app it creates or forgets; the
+/// feed joins the two (an app with nothing up is in the routes with no
+/// address, so that the router answers 502 rather than 404) and publishes
+/// only when the result differs.
 pub struct RoutesFeed {
     daemon: Arc<Daemon>,
     publish: watch::Sender<Arc<Routes>>,
-    /// Apps whose record was found: their directory alone says they still
-    /// exist, so records are read once per app, not once per poll.
-    known: HashSet<AppName>,
+    up: watch::Receiver<Arc<nap_runtime::UpAddresses>>,
+    apps_changed: watch::Receiver<u64>,
+    /// The apps that exist, read again only when `apps_changed` says so.
+    apps: Vec<AppName>,
 }
 
 impl RoutesFeed {
@@ -105,31 +100,57 @@ impl RoutesFeed {
     /// now already in it.
     pub async fn start(daemon: Arc<Daemon>) -> (RoutesFeed, RoutesReceiver) {
         let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
+        let up = daemon.runtime.up_addresses();
+        let apps_changed = daemon.apps.changes();
         let mut feed = RoutesFeed {
             daemon,
             publish,
-            known: HashSet::new(),
+            up,
+            apps_changed,
+            apps: Vec::new(),
         };
-        feed.refresh().await;
+        feed.apps = feed.existing_apps().await;
+        feed.refresh();
         (feed, receiver)
     }
 
-    /// Keeps the snapshot up to date until `stop` completes or the router is
-    /// gone.
+    /// Keeps the snapshot up to date until `stop` completes, the router is
+    /// gone or the runtime stops publishing.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
-        let mut tick = tokio::time::interval(ROUTES_POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.publish.is_closed() {
             tokio::select! {
                 () = &mut stop => return,
-                _ = tick.tick() => self.refresh().await,
+                changed = self.up.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                changed = self.apps_changed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.apps = self.existing_apps().await;
+                }
             }
+            self.refresh();
         }
     }
 
-    async fn refresh(&mut self) {
-        let routes = self.snapshot().await;
+    fn refresh(&mut self) {
+        let up = self.up.borrow_and_update().clone();
+        // Round robin walks each list in this order, which the runtime
+        // keeps the same from one snapshot to the next.
+        let routes: Routes = self
+            .apps
+            .iter()
+            .map(|app| {
+                (
+                    app.as_str(),
+                    up.get(app.as_str()).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
         self.publish.send_if_modified(|current| {
             if **current == routes {
                 false
@@ -140,76 +161,25 @@ impl RoutesFeed {
         });
     }
 
-    async fn snapshot(&mut self) -> Routes {
-        let apps = self.apps();
-        let previous = self.publish.borrow().clone();
-        let mut routes = Routes::new();
-        match &self.daemon.etcd {
-            // In a cluster, the sidekicks' etcd keys say where instances serve.
-            Some(etcd) => {
-                for app in &apps {
-                    let up = match etcd.instances(app.as_str()).await {
-                        Ok(up) => up,
-                        // A hiccup of etcd should not take an app off the
-                        // router: it keeps what it had.
-                        Err(error) => {
-                            debug!(app = %app, %error, "etcd: instances");
-                            previous
-                                .instances(app.as_str())
-                                .map(<[SocketAddr]>::to_vec)
-                                .unwrap_or_default()
-                        }
-                    };
-                    routes.insert(app.as_str(), up);
-                }
-            }
-            None => {
-                let mut instances = self.daemon.runtime.list().await;
-                // Round robin walks this order: keep it the same from one
-                // snapshot to the next.
-                instances.sort_by(|a, b| a.id.cmp(&b.id));
-                let mut up: HashMap<String, Vec<SocketAddr>> = HashMap::new();
-                for instance in instances {
-                    if instance.state == nap_runtime::InstanceState::Up {
-                        up.entry(instance.id.app)
-                            .or_default()
-                            .push(instance.address);
-                    }
-                }
-                for app in &apps {
-                    routes.insert(app.as_str(), up.remove(app.as_str()).unwrap_or_default());
-                }
-            }
-        }
-        routes
-    }
-
-    /// The apps that exist: a directory under the data's apps with a record.
-    fn apps(&mut self) -> Vec<AppName> {
-        let root = self.daemon.data.apps();
-        let entries = match std::fs::read_dir(&root) {
-            Ok(entries) => entries,
-            Err(error) => {
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    debug!(path = %root.display(), %error, "cannot list the apps");
-                }
-                return Vec::new();
-            }
+    /// The apps that exist: every app with a record.
+    async fn existing_apps(&mut self) -> Vec<AppName> {
+        self.apps_changed.borrow_and_update();
+        let daemon = self.daemon.clone();
+        let everyone = Caller {
+            user: String::new(),
+            admin: true,
         };
-        let mut apps = Vec::new();
-        for entry in entries.flatten() {
-            let Some(app) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| AppName::parse(name).ok())
-            else {
-                continue;
-            };
-            if self.known.contains(&app) || matches!(self.daemon.apps.record(&app), Ok(Some(_))) {
-                apps.push(app);
+        let listed = tokio::task::spawn_blocking(move || daemon.apps.visible(&everyone)).await;
+        match listed {
+            Ok(Ok(apps)) => apps.into_iter().map(|(app, _)| app).collect(),
+            Ok(Err(error)) => {
+                debug!(%error, "cannot list the apps; the routes keep the ones known");
+                self.apps.clone()
+            }
+            Err(error) => {
+                debug!(%error, "listing the apps failed; the routes keep the ones known");
+                self.apps.clone()
             }
         }
-        self.known = apps.iter().cloned().collect();
-        apps
     }
 }

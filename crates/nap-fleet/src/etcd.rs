@@ -6,6 +6,7 @@
 //! The v2 keys API is not used: 3.4 serves it only with `--enable-v2`, and
 //! 3.6 has none.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use serde_json::{Value, json};
 
 use crate::transport::{Endpoint, Reply};
 use crate::unit::etcd_prefix;
+
+/// Where every app's keys live: `/nap/apps/APP/instances/INSTANCE`.
+const APPS_PREFIX: &str = "/nap/apps/";
 
 /// What went wrong talking to etcd.
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +267,27 @@ impl EtcdClient {
             }
         }
         Ok(addresses)
+    }
+
+    /// Where every app's instances serve, by app, as the sidekicks registered them under
+    /// `/nap/apps/APP/instances/` (in the order of their keys). Values that are not
+    /// `host:port` addresses are skipped (and logged).
+    pub async fn all_instances(&self) -> Result<BTreeMap<String, Vec<SocketAddr>>, EtcdError> {
+        let mut by_app: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+        for kv in self.range_prefix(APPS_PREFIX).await? {
+            let app = kv
+                .key
+                .strip_prefix(APPS_PREFIX)
+                .and_then(|rest| rest.split_once("/instances/"))
+                .map(|(app, _)| app);
+            match (app, kv.value.parse::<SocketAddr>()) {
+                (Some(app), Ok(address)) => by_app.entry(app.to_owned()).or_default().push(address),
+                _ => {
+                    tracing::warn!(key = %kv.key, value = %kv.value, "etcd key is not an instance address")
+                }
+            }
+        }
+        Ok(by_app)
     }
 
     async fn range(&self, body: Value, path: &str) -> Result<Vec<KeyValue>, EtcdError> {

@@ -3,10 +3,12 @@
 //!
 //! - [`client`]: a client of fleet's HTTP API v1 ([`FleetClient`]), honouring
 //!   what `shared/FLEET.md` says a client must know.
-//! - [`etcd`]: a client of etcd's v3 JSON gateway ([`EtcdClient`]); nap's
-//!   router reads [`EtcdClient::instances`] in fleet mode.
+//! - [`etcd`]: a client of etcd's v3 JSON gateway ([`EtcdClient`]); the
+//!   runtime reads the sidekicks' keys ([`EtcdClient::all_instances`]) for the
+//!   router's snapshot ([`nap_runtime::Runtime::up_addresses`]).
 //! - [`render`](mod@render): the templates of `deploy/fleet/` rendered per app and release.
-//! - [`runtime`]: [`FleetRuntime`], the [`nap_runtime::Runtime`] the deployer drives.
+//! - [`runtime`]: [`FleetRuntime`], the [`nap_runtime::Runtime`] the deployer drives,
+//!   with its errors ([`FleetStartError`], [`FleetStopError`]).
 //! - [`fake`]: an in-repo fake of fleet's API for tests (fleet cannot run
 //!   here), whose machines can run the units they are given.
 //!
@@ -82,7 +84,8 @@ pub use client::{
 pub use etcd::{EtcdClient, EtcdError, KeyValue, Lease};
 pub use render::{RenderError, RenderInput, Rendered, RenderedUnit, Tarball, Templates, render};
 pub use runtime::{
-    FleetConfig, FleetOptions, FleetRuntime, FleetSetupError, ReleaseTarballs, tarball_url,
+    FleetConfig, FleetOptions, FleetRuntime, FleetSetupError, FleetStartError, FleetStopError,
+    ReleaseTarballs, tarball_url,
 };
 pub use unit::{DesiredState, InstanceName, InvalidDesiredState, UnitOption};
 

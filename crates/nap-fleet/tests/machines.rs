@@ -71,7 +71,7 @@ async fn units_fetch_their_release_and_fail_as_systemd_would_when_they_cannot() 
 
     let started = runtime.start(spec("v1", 1)).await.expect("placed");
     runtime
-        .wait_healthy(&started.id, Duration::from_millis(200))
+        .wait_healthy(&started.id, Duration::from_millis(200).into())
         .await
         .unwrap_or_else(|e| panic!("{}\n{}", e.reason, fake.journal(&started.id.key)));
     let name = InstanceName::parse_unit(&started.id.key).expect("ours");
@@ -111,7 +111,7 @@ async fn units_fetch_their_release_and_fail_as_systemd_would_when_they_cannot() 
     for (release, status) in [("v2", "401"), ("v3", "404")] {
         let failing = runtime.start(spec(release, 1)).await.expect("placed");
         let unhealthy = runtime
-            .wait_healthy(&failing.id, Duration::ZERO)
+            .wait_healthy(&failing.id, Duration::ZERO.into())
             .await
             .expect_err("the fetch fails");
         assert!(

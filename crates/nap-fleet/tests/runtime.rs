@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nap_fleet::fake::{FAKE, FakeFleet, FakeOptions};
+use nap_fleet::fake::{FAKE, FakeFleet, FakeMachine, FakeOptions};
 use nap_fleet::{FleetConfig, FleetOptions, FleetRuntime, InstanceName, Runtime};
 use nap_runtime::{InstanceId, InstanceSpec, InstanceState, Started};
 
@@ -19,9 +19,16 @@ struct Cluster {
 
 impl Cluster {
     async fn start(with_etcd: bool) -> Cluster {
-        let fake = FakeFleet::start(FakeOptions::default())
-            .await
-            .expect("fake");
+        // The machines are 127.0.0.1-3 (all loopback on Linux), so that the runtime's probes
+        // of their ports stay on this machine.
+        let machines = (1..=3)
+            .map(|i| FakeMachine::new(&format!("{i:0>32}"), &format!("127.0.0.{i}")))
+            .collect();
+        let options = FakeOptions {
+            machines,
+            ..FakeOptions::default()
+        };
+        let fake = FakeFleet::start(options).await.expect("fake");
         println!("fleet API: in-repo fake (no real fleetd here): {FAKE}, 3 machines");
         let etcd = with_etcd.then(Etcd::start);
         Cluster { fake, etcd }
@@ -133,7 +140,7 @@ async fn scale_three_spreads_over_three_machines_and_stops_the_highest() {
             .expect("fake ids end in the number");
         assert_eq!(
             s.address,
-            SocketAddr::from(([10, 0, 0, index], name.port)),
+            SocketAddr::from(([127, 0, 0, index], name.port)),
             "the machine's address"
         );
         machines.insert(machine);
@@ -156,7 +163,7 @@ async fn scale_three_spreads_over_three_machines_and_stops_the_highest() {
     for s in &started {
         cluster.register(s, "192.0.2.7").await;
         runtime
-            .wait_healthy(&s.id, Duration::from_millis(50))
+            .wait_healthy(&s.id, Duration::from_millis(50).into())
             .await
             .expect("healthy");
     }
@@ -171,7 +178,7 @@ async fn scale_three_spreads_over_three_machines_and_stops_the_highest() {
         );
         assert_eq!(instance.memory_limit, Some(256 << 20));
         assert!(
-            instance.location.contains("(10.0.0."),
+            instance.location.contains("(127.0.0."),
             "{}",
             instance.location
         );
@@ -185,6 +192,14 @@ async fn scale_three_spreads_over_three_machines_and_stops_the_highest() {
         .await
         .expect("etcd");
     assert_eq!(router_view.len(), 3);
+    // The router's snapshot was read again after the health checks: etcd's addresses.
+    let pushed = runtime.up_addresses();
+    let web = pushed.borrow().get("web").cloned().unwrap_or_default();
+    assert_eq!(web.len(), 3, "{web:?}");
+    assert!(
+        web.iter().all(|a| a.ip().to_string() == "192.0.2.7"),
+        "{web:?}"
+    );
 
     // Scale to 1: the caller stops the highest first.
     let before = cluster.fake.requests().len();
@@ -224,6 +239,8 @@ async fn scale_three_spreads_over_three_machines_and_stops_the_highest() {
             .len(),
         1
     );
+    // The stops took the two out of the router's view at once.
+    assert_eq!(pushed.borrow().get("web").map(Vec::len), Some(1));
     // Stopping again is fine: already gone.
     runtime.stop(&started[2].id).await.expect("idempotent");
 }
@@ -237,7 +254,7 @@ async fn failures_say_where_to_look() {
     // A unit that fails on its machine.
     cluster.fake.fail_unit(&started[0].id.key);
     let unhealthy = runtime
-        .wait_healthy(&started[0].id, Duration::ZERO)
+        .wait_healthy(&started[0].id, Duration::ZERO.into())
         .await
         .expect_err("failed");
     let reason = &unhealthy.reason;
@@ -247,7 +264,7 @@ async fn failures_say_where_to_look() {
         "{reason}"
     );
     assert!(
-        reason.contains("(10.0.0."),
+        reason.contains("(127.0.0."),
         "names the machine's address: {reason}"
     );
 
@@ -256,7 +273,7 @@ async fn failures_say_where_to_look() {
         .fake
         .set_systemd_state(&started[1].id.key, "activating", "auto-restart");
     let unhealthy = runtime
-        .wait_healthy(&started[1].id, Duration::ZERO)
+        .wait_healthy(&started[1].id, Duration::ZERO.into())
         .await
         .expect_err("crashing");
     assert!(
@@ -276,7 +293,7 @@ async fn failures_say_where_to_look() {
 
     // Active, but its sidekick never registered.
     let unhealthy = runtime
-        .wait_healthy(&started[2].id, Duration::ZERO)
+        .wait_healthy(&started[2].id, Duration::ZERO.into())
         .await
         .expect_err("no discovery key");
     let name = InstanceName::parse_unit(&started[2].id.key).expect("ours");
@@ -293,7 +310,8 @@ async fn failures_say_where_to_look() {
     let error = runtime
         .start(spec("api", "v4", 4))
         .await
-        .expect_err("no machine");
+        .expect_err("no machine")
+        .to_string();
     assert!(error.contains("Conflicts=api@v4-*.service"), "{error}");
     assert!(error.contains("3 machine(s)"), "{error}");
     let names = cluster.fake.unit_names();
@@ -305,7 +323,7 @@ async fn failures_say_where_to_look() {
         ..started[0].id.clone()
     };
     let unhealthy = runtime
-        .wait_healthy(&gone, Duration::ZERO)
+        .wait_healthy(&gone, Duration::ZERO.into())
         .await
         .expect_err("gone");
     assert!(
@@ -342,11 +360,24 @@ async fn rolling_deploys_and_restarts_fit_on_n_machines() {
             fresh.id.key
         );
         runtime
-            .wait_healthy(&fresh.id, Duration::ZERO)
+            .wait_healthy(&fresh.id, Duration::ZERO.into())
             .await
             .expect("healthy");
         runtime.stop(&s.id).await.expect("old one stopped");
     }
+    // Without etcd the router's view comes from fleet's active units: the three of v2.2, at
+    // their machines' addresses.
+    let mut view = runtime
+        .up_addresses()
+        .borrow()
+        .get("shop")
+        .cloned()
+        .unwrap_or_default();
+    view.sort();
+    let mut expected: Vec<SocketAddr> = runtime.list().await.iter().map(|i| i.address).collect();
+    expected.sort();
+    assert_eq!(view, expected);
+    assert!(view.iter().all(|a| a.ip().is_loopback()), "{view:?}");
     let listed = runtime.list().await;
     let machines: HashSet<String> = listed.iter().map(|i| i.location.clone()).collect();
     assert_eq!(
@@ -418,6 +449,7 @@ async fn bad_specs_and_settings_are_refused() {
             .start(bad)
             .await
             .expect_err("release")
+            .to_string()
             .contains("letters and digits")
     );
     let mut bad = spec("Web", "v1", 1);
@@ -427,6 +459,7 @@ async fn bad_specs_and_settings_are_refused() {
             .start(bad)
             .await
             .expect_err("app")
+            .to_string()
             .contains("cannot name a fleet unit")
     );
     let mut bad = spec("web", "v1", 1);
@@ -436,6 +469,7 @@ async fn bad_specs_and_settings_are_refused() {
             .start(bad)
             .await
             .expect_err("env")
+            .to_string()
             .contains("config var")
     );
     assert!(

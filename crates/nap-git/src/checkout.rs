@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::GitError;
+
 use gix::objs::FindHeader;
 
 use crate::open::Repo;
@@ -69,7 +71,7 @@ pub enum CheckoutError {
         commit: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// The tree has more files than allowed.
     #[error("commit {commit} has {files} files, more than the {max_files} allowed")]
@@ -98,7 +100,7 @@ pub enum CheckoutError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// Two paths of the tree are the same file on this file system (a case-insensitive one).
     #[error("cannot check out commit {commit}: '{path}' collides with another path of the tree")]
@@ -152,7 +154,7 @@ impl Repo {
 
         let tree_error = |source| CheckoutError::Tree {
             commit: commit.to_owned(),
-            source,
+            source: GitError::new(source),
         };
         // Also pre-configured from the repository: `.gitattributes` from the tree
         // (`IdMapping`), filter drivers, and the path validation below.
@@ -207,7 +209,7 @@ impl Repo {
         .map_err(|source| CheckoutError::Write {
             commit: commit.to_owned(),
             path: dest.to_owned(),
-            source,
+            source: GitError::new(source),
         })?;
         if let Some(collision) = outcome.collisions.first() {
             return Err(CheckoutError::Collision {
@@ -220,7 +222,7 @@ impl Repo {
             return Err(CheckoutError::Write {
                 commit: commit.to_owned(),
                 path: dest.join(error.path.to_string()),
-                source: error.error,
+                source: GitError::new(error.error),
             });
         }
 
@@ -264,7 +266,7 @@ impl Repo {
                     .try_header(&entry.id)
                     .map_err(|source| CheckoutError::Tree {
                         commit: commit.to_owned(),
-                        source,
+                        source: GitError::new(source),
                     })?
                     .map_or(0, |header| header.size);
                 total = total.saturating_add(size);

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::GitError;
+
 use gix::bstr::ByteSlice;
 use gix::objs::FindExt;
 use gix::objs::tree::EntryKind;
@@ -75,7 +77,7 @@ pub enum CommitFileError {
         path: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// The commit was written, but the reference could not be set to it.
     #[error("wrote commit {id} but cannot point {reference} at it")]
@@ -134,7 +136,7 @@ impl Repo {
         let write_error = |source| CommitFileError::Write {
             commit: parent.to_owned(),
             path: path.to_owned(),
-            source,
+            source: GitError::new(source),
         };
 
         let parent_id = self.commit_id(parent)?;
@@ -207,7 +209,7 @@ impl Repo {
                 source: ReferenceError::Update {
                     name: reference.to_owned(),
                     repo: self.git_dir().to_owned(),
-                    source,
+                    source: GitError::new(source),
                 },
             })?;
         tracing::debug!(
@@ -238,7 +240,7 @@ impl Repo {
                 .map_err(|source| CommitFileError::Write {
                     commit: commit.to_owned(),
                     path: path.to_owned(),
-                    source,
+                    source: GitError::new(source),
                 })?;
             let Some(entry) = tree
                 .entries

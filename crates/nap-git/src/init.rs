@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::GitError;
+
 /// The error of [`init_bare`].
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -27,7 +29,7 @@ pub enum InitError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
 }
 
@@ -70,7 +72,7 @@ pub fn init_bare(path: &Path) -> Result<(), InitError> {
             let _ = std::fs::remove_dir_all(path);
             Err(InitError::Init {
                 path: path.to_owned(),
-                source,
+                source: GitError::new(source),
             })
         }
     }

@@ -41,3 +41,27 @@ pub use read_file::ReadFileError;
 pub use refs::ReferenceError;
 pub use resolve::{CommitInfo, ResolveError};
 pub use tarball::{TarballError, TarballStats};
+
+/// An error from gitoxide, kept opaque: its message and its causes are gitoxide's, its type is
+/// not, so that no caller depends on gix's types (**Architecture Invariant:** only this crate
+/// knows gix).
+#[derive(Debug)]
+pub struct GitError(gix::Error);
+
+impl GitError {
+    pub(crate) fn new(error: gix::Error) -> GitError {
+        GitError(error)
+    }
+}
+
+impl std::fmt::Display for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for GitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}

@@ -4,6 +4,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::GitError;
+
 use crate::objects::Objects;
 
 /// Where a push's objects are while the `pre-receive` hook runs.
@@ -135,7 +137,7 @@ pub enum OpenError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// The quarantine's object directory could not be opened.
     #[error("cannot open the object directory {path} of repository {repo}")]
@@ -194,7 +196,7 @@ pub fn open(path: &Path, quarantine: &Quarantine) -> Result<Repo, OpenError> {
     let options = gix::open::Options::isolated().with(gix::sec::Trust::Full);
     let repo = gix::open_opts(path, options).map_err(|source| OpenError::Open {
         path: path.to_owned(),
-        source,
+        source: GitError::new(source),
     })?;
     let object_hash = repo.object_hash();
     let own_objects = repo.objects.clone().into_inner();

@@ -4,6 +4,8 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 use gix::objs::{Find, FindExt, FindHeader};
 
+use crate::GitError;
+
 use crate::open::Repo;
 use crate::resolve::ResolveError;
 
@@ -50,7 +52,7 @@ pub enum ReadFileError {
         path: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// An object the tree refers to is missing from the repository.
     #[error("'{path}' in commit {commit} refers to object {id}, which is missing")]
@@ -88,7 +90,7 @@ impl Repo {
         let read_error = |source| ReadFileError::Read {
             commit: commit.to_owned(),
             path: path.to_owned(),
-            source,
+            source: GitError::new(source),
         };
         let missing = |id: &gix::oid| ReadFileError::MissingObject {
             commit: commit.to_owned(),

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::GitError;
+
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target};
 
@@ -37,7 +39,7 @@ pub enum ReferenceError {
         repo: PathBuf,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
 }
 
@@ -142,7 +144,7 @@ impl Repo {
         ReferenceError::Update {
             name: name.to_owned(),
             repo: self.git_dir().to_owned(),
-            source,
+            source: GitError::new(source),
         }
     }
 

@@ -3,6 +3,8 @@
 use gix::ObjectId;
 use gix::objs::Find;
 
+use crate::GitError;
+
 use crate::open::Repo;
 
 /// What nap shows and records about a commit.
@@ -54,7 +56,7 @@ pub enum ResolveError {
         rev: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
 }
 
@@ -73,7 +75,7 @@ impl Repo {
         let commit = self.find_commit(rev, &id, &mut buf)?;
         let read_error = |source| ResolveError::Read {
             rev: rev.to_owned(),
-            source,
+            source: GitError::new(source),
         };
         let author = commit.author().map_err(read_error)?.trim();
         let summary = commit.message().summary().to_string();
@@ -98,7 +100,7 @@ impl Repo {
                     let tag = gix::objs::TagRef::from_bytes(data.data, data.object_hash).map_err(
                         |source| ResolveError::Read {
                             rev: rev.to_owned(),
-                            source,
+                            source: GitError::new(source),
                         },
                     )?;
                     id = tag.target();
@@ -133,7 +135,7 @@ impl Repo {
         gix::objs::CommitRef::from_bytes(data.data, data.object_hash).map_err(|source| {
             ResolveError::Read {
                 rev: rev.to_owned(),
-                source,
+                source: GitError::new(source),
             }
         })
     }
@@ -155,7 +157,7 @@ impl Repo {
                 .try_find_reference(name)
                 .map_err(|source| ResolveError::Read {
                     rev: rev.to_owned(),
-                    source,
+                    source: GitError::new(source),
                 })?;
         let Some(mut reference) = reference else {
             return Err(ResolveError::NotFound {
@@ -166,7 +168,7 @@ impl Repo {
             .follow_to_object()
             .map_err(|source| ResolveError::Read {
                 rev: rev.to_owned(),
-                source,
+                source: GitError::new(source),
             })?;
         Ok(id.detach())
     }
@@ -182,7 +184,7 @@ impl Repo {
             .try_find(id, buf)
             .map_err(|source| ResolveError::Read {
                 rev: rev.to_owned(),
-                source,
+                source: GitError::new(source),
             })?
             .ok_or_else(|| ResolveError::NotFound {
                 rev: rev.to_owned(),

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use crate::GitError;
+
 use crate::open::Repo;
 use crate::resolve::ResolveError;
 
@@ -30,7 +32,7 @@ pub enum TarballError {
         commit: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
     /// Reading an object of the tree or writing the archive to the output failed.
     #[error("cannot write the tarball of commit {commit}")]
@@ -39,7 +41,7 @@ pub enum TarballError {
         commit: String,
         /// Why.
         #[source]
-        source: gix::Error,
+        source: GitError,
     },
 }
 
@@ -72,13 +74,13 @@ impl Repo {
             .time()
             .map_err(|source| ResolveError::Read {
                 rev: commit.to_owned(),
-                source,
+                source: GitError::new(source),
             })?
             .seconds;
 
         let tree_error = |source| TarballError::Tree {
             commit: commit.to_owned(),
-            source,
+            source: GitError::new(source),
         };
         // The tree as an in-memory index: it validates every path like the checkout does,
         // and tells the attribute stack where the tree's `.gitattributes` files are.
@@ -123,7 +125,7 @@ impl Repo {
         let mut files = 0;
         let write_error = |source| TarballError::Write {
             commit: commit.to_owned(),
-            source,
+            source: GitError::new(source),
         };
         let mut out = CountingWriter {
             inner: out,

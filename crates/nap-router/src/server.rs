@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, debug, error, info};
 
 use crate::proxy::{Client, Proxy, TunnelSlot};
 use crate::stop::{Stop, Stopping};
@@ -175,7 +175,7 @@ async fn accept_loop(
         tokio::select! {
             () = &mut stopping => break,
             Some(joined) = connections.join_next(), if !connections.is_empty() => report(joined),
-            accepted = listener.accept() => match accepted {
+            accepted = nap_stdx::accept("router", || listener.accept()) => match accepted {
                 Ok((stream, peer)) => {
                     // Over the cap, close at once rather than leave clients
                     // waiting in the backlog for a slot.
@@ -198,19 +198,9 @@ async fn accept_loop(
                     );
                     connections.spawn(task.instrument(tracing::debug_span!("connection", %peer)));
                 }
-                // EINVAL: the socket is not listening; nothing will come.
-                Err(error) if error.kind() == io::ErrorKind::InvalidInput => return Err(error),
-                // A client that gave up between SYN and accept.
-                Err(error) if matches!(
-                    error.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-                ) => debug!(%error, "accept"),
-                // Out of file descriptors or memory: back off instead of
-                // spinning, in the hope that connections close.
-                Err(error) => {
-                    warn!(%error, "accept failed; pausing");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // The listener is broken (failed clients and a lack of
+                // descriptors are waited out by the helper).
+                Err(error) => return Err(error),
             },
         }
     }

@@ -1,200 +1,123 @@
 //! The one interface between nap's deployer and whatever runs instances.
 //!
-//! **Architecture Invariant:** the deployer and the commands see only
-//! [`Runtime`]; they never know whether the embedded supervisor (`local`, the
-//! default) or a cluster backend runs the instances.
+//! The daemon starts, checks, stops, lists and reads the logs of instances only through
+//! [`Runtime`], and learns where instances serve from [`Runtime::up_addresses`]. Two backends
+//! implement it: the embedded supervisor (`nap-supervisor`, the `local` default) and the fleet
+//! cluster backend (`nap-fleet`).
+//!
+//! What lives here is plain data and one small TCP probe, so that both backends and the daemon
+//! agree on it:
+//!
+//! - [`InstanceSpec`], [`InstanceId`], [`Started`], [`Instance`], [`InstanceState`]: what an
+//!   instance is.
+//! - [`HealthPolicy`], [`Healthy`], [`Unhealthy`]: the one rule that says when a new instance
+//!   is healthy (see [`health`](mod@health)); the deployer does not probe anything itself.
+//! - [`LogRequest`], [`LogLine`], [`LogsError`]: instance output, from wherever it is kept.
+//! - [`UpAddresses`]: every app's instances that are up, pushed to the router.
+//! - [`StartError`], [`StopError`]: why an operation failed, one enum per operation.
+//!
+//! **Architecture Invariant:** this crate depends on no backend. The deployer and the
+//! commands see only [`Runtime`]; they never know whether the embedded supervisor or a cluster
+//! runs the instances.
 
+pub mod health;
+mod instance;
+mod logs;
+
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
-pub use nap_supervisor::{InstanceSpec, InstanceState, Unhealthy};
+use tokio::sync::watch;
+
+pub use health::{HealthPolicy, Healthy, Unhealthy};
+pub use instance::{Instance, InstanceId, InstanceSpec, InstanceState, Started};
+pub use logs::{LogLine, LogLines, LogRequest, LogsError};
 
 /// A boxed future, as runtimes return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One started instance, as the runtime names it. Two releases of the same
-/// `APP@I` may run side by side during a deploy; they have different ids.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId {
-    /// The app.
-    pub app: String,
-    /// The instance number.
-    pub index: u32,
-    /// The release, e.g. `v3`.
-    pub release: String,
-    /// What tells this start apart from others (a serial, a unit name).
-    pub key: String,
+/// A backend's own error, for what only that backend can go wrong with (a fleet API that
+/// answers 500, a log file that cannot be opened). Its text is shown to the user as it is.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where the instances that are up serve, by app name; an app with nothing up has no entry.
+/// Within an app the addresses are in the order of the instances' ids (index, release, start).
+pub type UpAddresses = BTreeMap<String, Vec<SocketAddr>>;
+
+/// Why [`Runtime::start`] failed. Nothing of the instance is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spec cannot be run as given (a name that cannot name a file or a unit, an empty
+    /// command, a working directory that is not there).
+    #[error("invalid instance: {reason}")]
+    InvalidSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Every port of the range is taken.
+    #[error("no free port in {start}..{end}")]
+    NoFreePort {
+        /// First port of the range.
+        start: u16,
+        /// One past the last port.
+        end: u16,
+    },
+    /// The runtime is stopping and takes no new instances.
+    #[error("the runtime is shutting down; it starts no new instances")]
+    ShuttingDown,
+    /// The backend failed; its error says how.
+    #[error(transparent)]
+    Backend(BackendError),
 }
 
-/// What [`Runtime::start`] returns.
-#[derive(Debug, Clone)]
-pub struct Started {
-    /// The new instance.
-    pub id: InstanceId,
-    /// Where it serves.
-    pub address: SocketAddr,
-}
-
-/// One instance, as `ps` shows it.
-#[derive(Debug, Clone)]
-pub struct Instance {
-    /// Its id.
-    pub id: InstanceId,
-    /// Where it is in its life.
-    pub state: InstanceState,
-    /// Where it serves.
-    pub address: SocketAddr,
-    /// Its process id, where it runs on this machine.
-    pub pid: Option<u32>,
-    /// Its process id (local) or machine (cluster), for people.
-    pub location: String,
-    /// When its current (or last) process started.
-    pub started_at: SystemTime,
-    /// Restarts so far.
-    pub restarts: u32,
-    /// Memory in use, if known.
-    pub memory_used: Option<u64>,
-    /// The limit it was given.
-    pub memory_limit: Option<u64>,
-    /// Whether the limit is enforced.
-    pub limit_enforced: bool,
+/// Why [`Runtime::stop`] failed. Stopping an instance that is already gone is not a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// The backend failed; its error says how. The instance may still run.
+    #[error(transparent)]
+    Backend(BackendError),
 }
 
 /// What the deployer asks of a runtime backend.
+///
+/// Every method may be called from many tasks at once. Dropping a returned future cancels
+/// only the waiting: an instance that `start` has started keeps running (and stays in
+/// [`Runtime::list`]) until somebody stops it.
 pub trait Runtime: Send + Sync + 'static {
-    /// The backend's name for messages: `local`, `fleet`.
+    /// The backend's name for messages and logs: `local`, `fleet`.
     fn name(&self) -> &'static str;
-    /// Starts one instance.
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, String>>;
-    /// Waits until the instance is healthy (at once when it accepts on its port, else after
-    /// `grace`), or says why not.
+
+    /// Starts one instance. Returns once the backend runs (or has placed) it; whether it works
+    /// is [`Runtime::wait_healthy`]'s question.
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, StartError>>;
+
+    /// Waits until the instance is healthy by `policy` (see [`health`](mod@health)) and says
+    /// whether it listens on its port, or says why it is not healthy.
     fn wait_healthy<'a>(
         &'a self,
         id: &'a InstanceId,
-        grace: Duration,
-    ) -> BoxFuture<'a, Result<(), Unhealthy>>;
-    /// Stops one instance and waits until it is gone.
-    fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), String>>;
-    /// Every instance the runtime runs for nap.
+        policy: HealthPolicy,
+    ) -> BoxFuture<'a, Result<Healthy, Unhealthy>>;
+
+    /// Stops one instance and waits until it is gone. An unknown instance is already gone.
+    fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), StopError>>;
+
+    /// Every instance the runtime runs for nap (in no particular order).
     fn list(&self) -> BoxFuture<'_, Vec<Instance>>;
-    /// Stops everything (the daemon is exiting).
+
+    /// The instances' output: the last lines of every instance of the app (or of one), merged
+    /// in time order, then, when asked to follow, what they write from now on. The lines come
+    /// through the returned channel; following ends when the receiver is dropped.
+    fn logs(&self, request: LogRequest) -> BoxFuture<'_, Result<LogLines, LogsError>>;
+
+    /// Where every app's instances that are up serve, kept current by the runtime: a new
+    /// snapshot is published whenever an instance becomes up or stops being up. Cheap to call;
+    /// every receiver sees the same snapshots.
+    fn up_addresses(&self) -> watch::Receiver<Arc<UpAddresses>>;
+
+    /// Stops everything this runtime must not leave behind (the daemon is exiting).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
-}
-
-/// The embedded supervisor as a [`Runtime`]. It keeps the supervisor's own
-/// ids beside ours, to stop what it started.
-pub struct Local {
-    supervisor: nap_supervisor::Supervisor,
-}
-
-impl Local {
-    /// Wraps a started supervisor.
-    pub fn new(supervisor: nap_supervisor::Supervisor) -> Local {
-        Local { supervisor }
-    }
-
-    async fn find(&self, id: &InstanceId) -> Option<nap_supervisor::InstanceId> {
-        self.supervisor
-            .list()
-            .await
-            .into_iter()
-            .find(|i| key_of(&i.id) == id.key)
-            .map(|i| i.id)
-    }
-}
-
-fn key_of(id: &nap_supervisor::InstanceId) -> String {
-    id.serial().to_string()
-}
-
-fn our_id(id: &nap_supervisor::InstanceId) -> InstanceId {
-    InstanceId {
-        app: id.app().to_owned(),
-        index: id.index(),
-        release: id.release().to_owned(),
-        key: key_of(id),
-    }
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-impl Runtime for Local {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, String>> {
-        Box::pin(async move {
-            let started = self
-                .supervisor
-                .start(spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Started {
-                id: our_id(&started.id),
-                address: loopback(started.port),
-            })
-        })
-    }
-
-    fn wait_healthy<'a>(
-        &'a self,
-        id: &'a InstanceId,
-        grace: Duration,
-    ) -> BoxFuture<'a, Result<(), Unhealthy>> {
-        Box::pin(async move {
-            let Some(theirs) = self.find(id).await else {
-                return Err(Unhealthy {
-                    reason: "it is gone".into(),
-                    last_lines: Vec::new(),
-                });
-            };
-            self.supervisor.wait_healthy(&theirs, grace).await
-        })
-    }
-
-    fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            match self.find(id).await {
-                Some(theirs) => self
-                    .supervisor
-                    .stop(&theirs)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Ok(()),
-            }
-        })
-    }
-
-    fn list(&self) -> BoxFuture<'_, Vec<Instance>> {
-        Box::pin(async move {
-            self.supervisor
-                .list()
-                .await
-                .into_iter()
-                .map(|i| Instance {
-                    id: our_id(&i.id),
-                    state: i.state,
-                    address: loopback(i.port),
-                    pid: i.pid,
-                    location: i
-                        .pid
-                        .map_or_else(|| "-".to_owned(), |pid| format!("pid {pid}")),
-                    started_at: i.started_at,
-                    restarts: i.restarts,
-                    memory_used: i.memory_used,
-                    memory_limit: i.memory_limit,
-                    limit_enforced: i.limit_enforced,
-                })
-                .collect()
-        })
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.supervisor.shutdown())
-    }
 }

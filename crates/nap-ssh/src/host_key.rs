@@ -1,7 +1,6 @@
 //! The server's ed25519 host key: made once, then reused forever, so clients
 //! never see "host key changed".
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use russh::keys::PrivateKey;
@@ -48,10 +47,7 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, HostKeyError> 
             message: e.to_string(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut random| random.read_exact(&mut seed))
-                .map_err(io)?;
+            let seed = nap_stdx::random_bytes::<32>().map_err(io)?;
             let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
             let text = key
                 .to_openssh(LineEnding::LF)

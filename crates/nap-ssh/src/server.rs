@@ -92,14 +92,8 @@ pub async fn serve(
     loop {
         let (socket, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving.
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            // Out of file descriptors and the like: the helper waits and keeps serving.
+            accepted = nap_stdx::accept("ssh", || listener.accept()) => accepted?,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             warn!(%peer, "too many connections; closing this one");

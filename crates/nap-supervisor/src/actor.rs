@@ -17,10 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use nap_runtime::UpAddresses;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
+
+mod views;
 
 use crate::cgroup::{Cgroup, Cgroups};
 use crate::group::Group;
@@ -29,8 +32,9 @@ use crate::logs::{self, LogFiles, LogSink, Tail};
 use crate::orphans::{self, Record};
 use crate::ports::PortPool;
 use crate::run::{self, RunEnd};
-use crate::supervisor::{StartError, StopError};
+use crate::supervisor::{SpawnError, StopError};
 use crate::{Config, InstanceId, InstanceSpec, InstanceState, InstanceStatus, Started, procfs};
+use nap_runtime::StartError;
 
 /// What a [`crate::Supervisor`] handle asks.
 pub(crate) enum Request {
@@ -69,6 +73,11 @@ enum Event {
     RestartDue {
         id: InstanceId,
         timer: u64,
+    },
+    /// A run has been up for `stable_after`.
+    StableDue {
+        id: InstanceId,
+        run: u64,
     },
 }
 
@@ -123,6 +132,8 @@ pub(crate) struct Actor {
     events: mpsc::UnboundedSender<Event>,
     shutting_down: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// Where the instances that are up serve, published after every change.
+    up_addresses: watch::Sender<Arc<UpAddresses>>,
 }
 
 impl Actor {
@@ -131,6 +142,7 @@ impl Actor {
         config: Config,
         cgroups: Option<Cgroups>,
         first_serial: u64,
+        up_addresses: watch::Sender<Arc<UpAddresses>>,
     ) -> mpsc::Sender<Request> {
         let (requests_tx, requests) = mpsc::channel(64);
         let (events, events_rx) = mpsc::unbounded_channel();
@@ -146,6 +158,7 @@ impl Actor {
             events,
             shutting_down: false,
             shutdown_waiters: Vec::new(),
+            up_addresses,
         };
         tokio::spawn(actor.run(requests, events_rx));
         requests_tx
@@ -169,6 +182,9 @@ impl Actor {
                 },
                 Some(event) = events.recv() => self.on_event(event),
             }
+            // Every state change comes from one of the messages above; the router's view is
+            // brought up to date after each (it is sent only when it changed).
+            self.publish_up_addresses();
             if handles_gone && self.instances.is_empty() {
                 break;
             }
@@ -221,6 +237,14 @@ impl Actor {
         match event {
             Event::RunEnded { id, run, end } => self.run_ended(&id, run, end),
             Event::RestartDue { id, timer } => self.restart_due(&id, timer),
+            Event::StableDue { id, run } => {
+                if let Some(instance) = self.instances.get_mut(&id)
+                    && instance.state == InstanceState::Starting
+                    && instance.run.as_ref().is_some_and(|r| r.number == run)
+                {
+                    instance.state = InstanceState::Up;
+                }
+            }
         }
     }
 
@@ -228,8 +252,7 @@ impl Actor {
         if self.shutting_down {
             return Err(StartError::ShuttingDown);
         }
-        spec.validate()
-            .map_err(|reason| StartError::InvalidSpec { reason })?;
+        crate::validate(&spec).map_err(|reason| StartError::InvalidSpec { reason })?;
         let port = self.ports.acquire().ok_or(StartError::NoFreePort {
             start: self.config.ports.start,
             end: self.config.ports.end,
@@ -255,7 +278,7 @@ impl Actor {
         let log = self
             .logs
             .sink(&spec.app, spec.index)
-            .map_err(|source| StartError::Log {
+            .map_err(|source| SpawnError::Log {
                 path: self.logs.path(&spec.app, spec.index),
                 source,
             })?;
@@ -287,11 +310,12 @@ impl Actor {
             }
             Err(source) => {
                 remove_cgroup(&instance);
-                Err(StartError::Spawn {
+                Err(SpawnError::Spawn {
                     app: id.app,
                     index: id.index,
                     source,
-                })
+                }
+                .into())
             }
         }
     }
@@ -405,6 +429,17 @@ impl Actor {
         instance.lifecycle.send_modify(|lifecycle| {
             lifecycle.run = number;
             lifecycle.pgid = Some(pgid);
+        });
+        // A run that stays up this long counts as up even if nobody checked its health; the
+        // event makes the router hear of it then rather than at the next change.
+        let (events, id, stable_after) = (
+            self.events.clone(),
+            instance.id.clone(),
+            self.config.stable_after,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(stable_after).await;
+            let _ = events.send(Event::StableDue { id, run: number });
         });
         Ok(pid)
     }
@@ -585,45 +620,6 @@ impl Actor {
             let _ = waiter.send(Ok(()));
         }
         self.answer_shutdown_waiters();
-    }
-
-    fn snapshots(&self) -> Vec<Snapshot> {
-        let mut snapshots: Vec<Snapshot> = self
-            .instances
-            .values()
-            .map(|instance| {
-                let mut state = instance.state;
-                if state == InstanceState::Starting
-                    && instance
-                        .run
-                        .as_ref()
-                        .is_some_and(|run| run.started.elapsed() >= self.config.stable_after)
-                {
-                    state = InstanceState::Up;
-                }
-                let pid = instance.run.as_ref().map(|run| run.pid);
-                Snapshot {
-                    status: InstanceStatus {
-                        id: instance.id.clone(),
-                        app: instance.id.app.clone(),
-                        index: instance.id.index,
-                        release: instance.id.release.clone(),
-                        state,
-                        port: instance.port,
-                        pid,
-                        started_at: instance.started_at,
-                        restarts: instance.restarts,
-                        memory_used: None,
-                        memory_limit: instance.spec.memory,
-                        limit_enforced: instance.spec.memory.is_some() && instance.cgroup.is_some(),
-                    },
-                    pgid: pid.and_then(|pid| i32::try_from(pid).ok()),
-                    cgroup: instance.cgroup.clone(),
-                }
-            })
-            .collect();
-        snapshots.sort_by(|a, b| a.status.id.cmp(&b.status.id));
-        snapshots
     }
 }
 

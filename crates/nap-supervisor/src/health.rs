@@ -1,39 +1,28 @@
-//! Deciding whether a freshly started instance is healthy.
+//! Deciding whether a freshly started instance is healthy, by the rule of
+//! [`nap_runtime::health`].
 //!
-//! An instance is healthy as soon as a TCP connection to `127.0.0.1:PORT` succeeds while the
-//! process it started with is still running (it has not exited or been restarted since): the
-//! port is tried every [`READY_POLL`] from the start, as Heroku takes a web process for up
-//! once it binds `$PORT`. One that has not accepted a connection by the end of the grace period
-//! is healthy if it is still running and none of its processes listens on any TCP port (a
-//! worker that does not serve HTTP; the caller may wait longer for a slow starter). An instance
-//! that listens, but on another port, is unhealthy: it would never get traffic from the router.
+//! The port is tried every [`PROBE_INTERVAL`] from the start, while the process it started
+//! with is still running (it has not exited or been restarted since): a connection that
+//! succeeds makes it healthy at once. At the end of the grace period an instance that listens
+//! on other TCP ports but not on its own is unhealthy: it would never get traffic from the
+//! router. One that listens nowhere yet is tried until the boot timeout; still running then and
+//! listening nowhere, it is a worker, and healthy.
 //!
-//! An exit during the grace period is reported at once, without waiting for the rest of it.
+//! An exit at any time before the verdict is reported at once, without waiting for the rest.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use nap_runtime::health::{CONNECT_TIMEOUT, PROBE_INTERVAL, accepts, connect_error};
+use nap_runtime::{HealthPolicy, Unhealthy};
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until, timeout};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use crate::cgroup::Cgroup;
 use crate::group::Group;
 use crate::logs::Tail;
 use crate::procfs;
-
-/// Why an instance is not healthy, with the last lines it wrote.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Unhealthy {
-    /// What went wrong, e.g. `exited with status 1` or
-    /// `listening on 5000, not on $PORT (20001)`.
-    pub reason: String,
-    /// The instance's last lines of output (stdout and stderr, without timestamps), oldest
-    /// first.
-    pub last_lines: Vec<String>,
-}
 
 /// The part of an instance's state that health checks follow; published by the actor through
 /// a watch channel whenever a run starts or ends.
@@ -61,18 +50,17 @@ pub(crate) struct HealthWatch {
     pub(crate) tail: Arc<Tail>,
 }
 
-/// How long one connection attempt to the app's port may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often the port is tried during the grace period. A refused connection to 127.0.0.1
-/// costs a few microseconds and never reaches the app.
-const READY_POLL: Duration = Duration::from_millis(10);
-
-/// How long one of those tries may take (a full accept backlog makes connect wait).
+/// How long one of the tries during boot may take (a full accept backlog makes connect wait).
 const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Runs the health check; on success returns the run that was found healthy.
-pub(crate) async fn check(watch: HealthWatch, grace: Duration) -> Result<u64, Unhealthy> {
+/// What the check found: the run that was found healthy, and whether it listens on its port.
+pub(crate) struct Verdict {
+    pub(crate) run: u64,
+    pub(crate) listening: bool,
+}
+
+/// Runs the health check by `policy`.
+pub(crate) async fn check(watch: HealthWatch, policy: HealthPolicy) -> Result<Verdict, Unhealthy> {
     let HealthWatch {
         port,
         first_run,
@@ -91,66 +79,78 @@ pub(crate) async fn check(watch: HealthWatch, grace: Duration) -> Result<u64, Un
     else {
         return Err(unhealthy(not_running(&first)));
     };
+    let same_run = |now: &Lifecycle| now.run == first.run && now.pgid.is_some() && !now.stopped;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
 
-    let deadline = Instant::now() + grace;
-    let mut poll = interval(READY_POLL);
+    let started = Instant::now();
+    let grace_over = started + policy.grace;
+    let boot_over = started + policy.boot_deadline();
+    // Set once the instance was found listening nowhere at the end of the grace: it is looked
+    // at again at the boot deadline.
+    let mut booting = false;
+    let mut poll = interval(PROBE_INTERVAL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
+    let listening = loop {
+        let deadline = if booting { boot_over } else { grace_over };
         tokio::select! {
-            () = sleep_until(deadline) => break,
+            () = sleep_until(deadline) => {
+                let last_look = booting || grace_over >= boot_over;
+                match listeners(pgid, cgroup.clone(), port).await {
+                    // Listening nowhere: a worker at the boot deadline, a slow starter before.
+                    Listeners::Nowhere if last_look => break false,
+                    Listeners::Nowhere => booting = true,
+                    // It began to listen between the last try and the look at its sockets (a
+                    // busy machine starting many instances).
+                    Listeners::OnItsPort => match connect_error(address, CONNECT_TIMEOUT).await {
+                        None => break true,
+                        Some(error) => {
+                            return Err(unhealthy(format!(
+                                "listening on {port}, but connecting to 127.0.0.1:{port} failed: {error}"
+                            )));
+                        }
+                    },
+                    Listeners::Elsewhere(ports) => {
+                        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                        return Err(unhealthy(format!(
+                            "listening on {}, not on $PORT ({port})",
+                            ports.join(", ")
+                        )));
+                    }
+                }
+            }
             changed = lifecycle.changed() => {
                 let now = lifecycle.borrow_and_update().clone();
-                if changed.is_err() || now.run != first.run || now.pgid.is_none() || now.stopped {
+                if changed.is_err() || !same_run(&now) {
                     return Err(unhealthy(not_running(&now)));
                 }
             }
             _ = poll.tick() => {
-                let ready = timeout(
-                    READY_CONNECT_TIMEOUT,
-                    TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
-                )
-                .await;
-                if matches!(ready, Ok(Ok(_))) {
-                    // Accepting; still the process that was started?
-                    let now = lifecycle.borrow_and_update().clone();
-                    if now.run != first.run || now.pgid.is_none() || now.stopped {
-                        return Err(unhealthy(not_running(&now)));
-                    }
-                    return Ok(first.run);
+                if accepts(address, READY_CONNECT_TIMEOUT).await {
+                    break true;
                 }
             }
         }
-    }
-
-    let connected = timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
-    )
-    .await;
-    let verdict = match connected {
-        Ok(Ok(_stream)) => Ok(()),
-        Ok(Err(error)) => listeners_verdict(pgid, cgroup, port, error.to_string()).await,
-        Err(_elapsed) => {
-            listeners_verdict(pgid, cgroup, port, "connection timed out".to_owned()).await
-        }
     };
-    verdict.map_err(&unhealthy)?;
-
-    // It may have died while its sockets were being looked at.
+    // It may have died while it was tried or its sockets were looked at.
     let now = lifecycle.borrow().clone();
-    if now.run != first.run || now.pgid.is_none() || now.stopped {
+    if !same_run(&now) {
         return Err(unhealthy(not_running(&now)));
     }
-    Ok(first.run)
+    Ok(Verdict {
+        run: first.run,
+        listening,
+    })
 }
 
-/// Nothing answered on `port`: healthy if the instance listens nowhere, otherwise why not.
-async fn listeners_verdict(
-    pgid: i32,
-    cgroup: Option<Cgroup>,
-    port: u16,
-    connect_error: String,
-) -> Result<(), String> {
+/// Where an instance's processes listen.
+enum Listeners {
+    Nowhere,
+    OnItsPort,
+    Elsewhere(Vec<u16>),
+}
+
+/// Nothing answered on `port`: where the instance's processes listen instead, if anywhere.
+async fn listeners(pgid: i32, cgroup: Option<Cgroup>, port: u16) -> Listeners {
     let group = Group {
         pgid: Some(pgid),
         cgroup,
@@ -160,25 +160,11 @@ async fn listeners_verdict(
             .await
             .unwrap_or_default();
     if listening.is_empty() {
-        Ok(())
-    } else if listening.contains(&port)
-        && tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    {
-        // It began to listen between the first connect and the look at its
-        // sockets (a busy machine starting many instances): healthy.
-        Ok(())
+        Listeners::Nowhere
     } else if listening.contains(&port) {
-        Err(format!(
-            "listening on {port}, but connecting to 127.0.0.1:{port} failed: {connect_error}"
-        ))
+        Listeners::OnItsPort
     } else {
-        let ports: Vec<String> = listening.iter().map(u16::to_string).collect();
-        Err(format!(
-            "listening on {}, not on $PORT ({port})",
-            ports.join(", ")
-        ))
+        Listeners::Elsewhere(listening.into_iter().collect())
     }
 }
 

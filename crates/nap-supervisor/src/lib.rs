@@ -19,9 +19,13 @@
 //!   cgroup before the app starts and, on SIGTERM, waits for its command to die before it
 //!   exits, so the app is reaped by its own parent rather than left to init. A shell reports a
 //!   command killed by a signal ("Terminated", "Killed"); such lines appear in the log.
-//! - [`Supervisor::wait_healthy`] is about the process that `start` started: a restart since
-//!   then makes the instance unhealthy. The port is checked once, at the end of the grace
-//!   period.
+//! - [`Supervisor::wait_healthy`] applies the rule of [`nap_runtime::health`] to the process
+//!   that `start` started: a restart since then makes the instance unhealthy. The port is tried
+//!   from the start; where the instance listens instead is looked at (in `/proc`) at the end of
+//!   the grace period and at the boot deadline.
+//! - [`Local`] is this supervisor as a [`nap_runtime::Runtime`]; it also reads the instances'
+//!   log files for `logs`, and publishes the addresses of the instances that are up whenever
+//!   one changes state.
 //! - Instances left running by a previous daemon are stopped, not adopted: their stdout and
 //!   stderr pipes died with that daemon (see [`Supervisor::new`]).
 //! - The daemon does not become a child subreaper: it could not reap adopted orphans without
@@ -41,6 +45,8 @@ mod actor;
 mod cgroup;
 mod group;
 mod health;
+mod local;
+mod log_reader;
 mod logs;
 mod orphans;
 mod ports;
@@ -54,8 +60,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use cgroup::{CgroupVersion, MemoryLimits};
-pub use health::Unhealthy;
-pub use supervisor::{NewError, StartError, StopError, Supervisor};
+pub use local::Local;
+pub use nap_runtime::StartError;
+pub use nap_runtime::{HealthPolicy, Healthy, InstanceSpec, InstanceState, Unhealthy};
+pub use supervisor::{NewError, SpawnError, StopError, Supervisor};
 
 /// Whether the supervisor may put instances into memory cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,51 +120,31 @@ impl Config {
     }
 }
 
-/// What to run for one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceSpec {
-    /// The app's name (a DNS label; it names directories and files).
-    pub app: String,
-    /// The instance number, 1..=scale (`NAP_INSTANCE`).
-    pub index: u32,
-    /// The release, e.g. `v3` (`NAP_RELEASE`).
-    pub release: String,
-    /// Run with `/bin/sh -c`.
-    pub command: String,
-    /// The release directory.
-    pub cwd: PathBuf,
-    /// Extra environment; `PORT` and the `NAP_*` variables are set by the supervisor and win
-    /// over entries here.
-    pub env: Vec<(String, String)>,
-    /// Memory limit in bytes.
-    pub memory: Option<u64>,
-}
-
-impl InstanceSpec {
-    /// Refuses specs that would make bad paths or cannot be run.
-    fn validate(&self) -> Result<(), String> {
-        if self.app.is_empty() || self.app.starts_with('.') || self.app.contains(['/', '\0', '@']) {
-            return Err(format!(
-                "app name {:?} cannot name a file (empty, or has '/', '@' or a leading '.')",
-                self.app
-            ));
-        }
-        if self.command.trim().is_empty() || self.command.contains('\0') {
-            return Err("the command is empty or contains a NUL byte".to_owned());
-        }
-        if self.release.contains('\0') {
-            return Err("the release contains a NUL byte".to_owned());
-        }
-        if let Some((key, _)) = self.env.iter().find(|(key, value)| {
-            key.is_empty() || key.contains(['=', '\0']) || value.contains('\0')
-        }) {
-            return Err(format!("environment variable {key:?} cannot be set"));
-        }
-        if !self.cwd.is_dir() {
-            return Err(format!("{} is not a directory", self.cwd.display()));
-        }
-        Ok(())
+/// Refuses specs that would make bad paths or cannot be run.
+fn validate(spec: &InstanceSpec) -> Result<(), String> {
+    if spec.app.is_empty() || spec.app.starts_with('.') || spec.app.contains(['/', '\0', '@']) {
+        return Err(format!(
+            "app name {:?} cannot name a file (empty, or has '/', '@' or a leading '.')",
+            spec.app
+        ));
     }
+    if spec.command.trim().is_empty() || spec.command.contains('\0') {
+        return Err("the command is empty or contains a NUL byte".to_owned());
+    }
+    if spec.release.contains('\0') {
+        return Err("the release contains a NUL byte".to_owned());
+    }
+    if let Some((key, _)) = spec
+        .env
+        .iter()
+        .find(|(key, value)| key.is_empty() || key.contains(['=', '\0']) || value.contains('\0'))
+    {
+        return Err(format!("environment variable {key:?} cannot be set"));
+    }
+    if !spec.cwd.is_dir() {
+        return Err(format!("{} is not a directory", spec.cwd.display()));
+    }
+    Ok(())
 }
 
 /// One started instance. Two releases of the same `APP@I` may run side by side during a
@@ -215,34 +203,6 @@ pub struct Started {
     pub port: u16,
     /// The pid of its first process, which is also its process group id.
     pub pid: u32,
-}
-
-/// Where an instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InstanceState {
-    /// Running, but neither a health check passed nor has it been up for `stable_after`.
-    Starting,
-    /// Running and healthy (or up for longer than `stable_after`).
-    Up,
-    /// The last attempt to start the process failed (it could not be spawned at all); the next
-    /// attempt waits for the backoff timer.
-    Crashed,
-    /// The process exited; it is restarted when the backoff timer fires.
-    Backoff,
-    /// A stop was requested; the instance disappears from the list once its processes are gone.
-    Stopped,
-}
-
-impl fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InstanceState::Starting => "starting",
-            InstanceState::Up => "up",
-            InstanceState::Crashed => "crashed",
-            InstanceState::Backoff => "backoff",
-            InstanceState::Stopped => "stopped",
-        })
-    }
 }
 
 /// One line of [`Supervisor::list`].

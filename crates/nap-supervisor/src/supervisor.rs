@@ -4,15 +4,15 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actor::{Actor, Request, Snapshot};
 use crate::cgroup::{Cgroups, MemoryLimits};
 use crate::group::Group;
-use crate::health::{self, Unhealthy};
+use crate::health;
 use crate::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, logs, orphans, procfs};
+use nap_runtime::{HealthPolicy, Healthy, StartError, Unhealthy, UpAddresses};
 
 /// Why [`Supervisor::new`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,23 +35,10 @@ pub enum NewError {
     },
 }
 
-/// Why [`Supervisor::start`] failed. Nothing of the instance is left running.
+/// Why [`Supervisor::start`] could not make the instance's process (the part of
+/// [`nap_runtime::StartError::Backend`] that is the supervisor's own).
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The spec cannot be run as given.
-    #[error("invalid instance: {reason}")]
-    InvalidSpec {
-        /// What is wrong.
-        reason: String,
-    },
-    /// Every port of the range is taken.
-    #[error("no free port in {start}..{end}")]
-    NoFreePort {
-        /// First port of the range.
-        start: u16,
-        /// One past the last port.
-        end: u16,
-    },
+pub enum SpawnError {
     /// The instance's log file cannot be opened.
     #[error("cannot open log {}: {source}", path.display())]
     Log {
@@ -70,9 +57,12 @@ pub enum StartError {
         /// The cause.
         source: io::Error,
     },
-    /// [`Supervisor::shutdown`] was called.
-    #[error("the supervisor is shutting down")]
-    ShuttingDown,
+}
+
+impl From<SpawnError> for StartError {
+    fn from(error: SpawnError) -> StartError {
+        StartError::Backend(Box::new(error))
+    }
 }
 
 /// Why [`Supervisor::stop`] failed.
@@ -100,6 +90,7 @@ pub struct Supervisor {
 struct Shared {
     logs_dir: PathBuf,
     memory_limits: MemoryLimits,
+    up_addresses: watch::Receiver<Arc<UpAddresses>>,
 }
 
 impl Supervisor {
@@ -133,16 +124,18 @@ impl Supervisor {
                 tracing::info!(%reason, "memory limits not enforced");
             }
         }
+        let (publish, up_addresses) = watch::channel(Arc::new(UpAddresses::new()));
         let shared = Arc::new(Shared {
             logs_dir: config.logs_dir.clone(),
             memory_limits,
+            up_addresses,
         });
-        let requests = Actor::spawn(config, cgroups, highest_serial + 1);
+        let requests = Actor::spawn(config, cgroups, highest_serial + 1, publish);
         Ok(Supervisor { requests, shared })
     }
 
-    /// Starts an instance: a free port, its process, its log. Returns as soon as the process
-    /// runs; use [`Supervisor::wait_healthy`] to find out whether it works.
+    /// Starts an instance: a free port, its process, its log. Nothing of it is left running
+    /// when it fails. Returns as soon as the process runs; use [`Supervisor::wait_healthy`] to find out whether it works.
     ///
     /// The instance keeps its port across restarts until it is stopped.
     pub async fn start(&self, spec: InstanceSpec) -> Result<Started, StartError> {
@@ -151,14 +144,19 @@ impl Supervisor {
             .unwrap_or(Err(StartError::ShuttingDown))
     }
 
-    /// Says whether the instance is healthy: the process that [`Supervisor::start`] started is
-    /// still running (it has not exited or been restarted), and it accepts a TCP connection on
-    /// 127.0.0.1:PORT (tried from the start, so this returns as soon as it does), or, at the
-    /// end of `grace`, listens on no TCP port at all (a worker). Returns early, unhealthy,
-    /// when the process exits within `grace`.
+    /// Says whether the instance is healthy by `policy` (the rule of [`nap_runtime::health`]):
+    /// the process that [`Supervisor::start`] started is still running (it has not exited or
+    /// been restarted), and it accepts a TCP connection on 127.0.0.1:PORT (tried from the
+    /// start, so this returns as soon as it does), or it listens on no TCP port at all at the
+    /// end of the grace period and still at the boot deadline (a worker). Returns early,
+    /// unhealthy, when the process exits or listens on another port at the end of the grace.
     ///
     /// A healthy instance is shown as [`crate::InstanceState::Up`] from then on.
-    pub async fn wait_healthy(&self, id: &InstanceId, grace: Duration) -> Result<(), Unhealthy> {
+    pub async fn wait_healthy(
+        &self,
+        id: &InstanceId,
+        policy: impl Into<HealthPolicy>,
+    ) -> Result<Healthy, Unhealthy> {
         let watch = self
             .ask(|reply| Request::Watch {
                 id: id.clone(),
@@ -166,19 +164,18 @@ impl Supervisor {
             })
             .await
             .flatten()
-            .ok_or_else(|| Unhealthy {
-                reason: format!("no such instance: {id}"),
-                last_lines: Vec::new(),
-            })?;
-        let run = health::check(watch, grace).await?;
+            .ok_or_else(|| Unhealthy::new(format!("no such instance: {id}")))?;
+        let verdict = health::check(watch, policy.into()).await?;
         let _ = self
             .requests
             .send(Request::Healthy {
                 id: id.clone(),
-                run,
+                run: verdict.run,
             })
             .await;
-        Ok(())
+        Ok(Healthy {
+            listening: verdict.listening,
+        })
     }
 
     /// Stops an instance: SIGTERM to its process group (and cgroup), SIGKILL after
@@ -216,6 +213,18 @@ impl Supervisor {
     /// that instance; the previous file is `APP@I.log.1`).
     pub fn log_path(&self, app: &str, index: u32) -> PathBuf {
         logs::log_path(&self.shared.logs_dir, app, index)
+    }
+
+    /// The directory of every app's instance logs (`logs_dir/APP/`).
+    pub(crate) fn logs_dir(&self) -> &std::path::Path {
+        &self.shared.logs_dir
+    }
+
+    /// Where the instances that are up serve (127.0.0.1:PORT), by app; a new snapshot is
+    /// published whenever an instance becomes up or stops being up (a health check passed, it
+    /// was up for `stable_after`, it exited, a stop began).
+    pub fn up_addresses(&self) -> watch::Receiver<Arc<UpAddresses>> {
+        self.shared.up_addresses.clone()
     }
 
     /// Whether memory limits are enforced, and how.

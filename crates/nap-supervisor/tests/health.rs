@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nap_supervisor::InstanceState;
+use nap_supervisor::{HealthPolicy, InstanceState};
 
 use crate::util::{Fixture, SERVER_PY};
 
@@ -141,4 +141,77 @@ async fn an_unknown_or_stopped_instance_is_not_healthy() {
         .await
         .expect_err("unknown");
     assert!(unknown.reason.starts_with("no such instance"), "{unknown}");
+}
+
+/// A server that opens its port only after the grace period, but before the boot timeout.
+const SLOW_SERVER_PY: &str = "import os, socket, time\n\
+     time.sleep(1.5)\n\
+     s = socket.socket()\n\
+     s.bind(('127.0.0.1', int(os.environ['PORT'])))\n\
+     s.listen()\n\
+     print('up', flush=True)\n\
+     time.sleep(300)\n";
+
+#[tokio::test]
+async fn a_slow_starter_gets_the_boot_timeout_and_then_listens() {
+    let fixture = Fixture::new().await;
+    fixture.write("slow.py", SLOW_SERVER_PY);
+    let started = fixture.start("slow", 1, "python3 slow.py").await;
+    let policy = HealthPolicy {
+        grace: Duration::from_millis(200),
+        boot_timeout: Duration::from_secs(60),
+    };
+    let healthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, policy)
+        .await
+        .expect("healthy once it listens");
+    assert!(healthy.listening, "it accepted on its port");
+
+    // With no boot time past the grace, the same app is a worker at the end of the grace.
+    let started = fixture.start("slow", 2, "python3 slow.py").await;
+    let healthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, Duration::from_millis(200))
+        .await
+        .expect("alive for the grace");
+    assert!(!healthy.listening);
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_is_healthy_at_the_boot_deadline_and_says_it_does_not_listen() {
+    let fixture = Fixture::new().await;
+    let started = fixture.start("worker", 1, "sleep 300").await;
+    let policy = HealthPolicy {
+        grace: Duration::from_millis(100),
+        boot_timeout: Duration::from_millis(400),
+    };
+    let healthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, policy)
+        .await
+        .expect("a worker");
+    assert!(!healthy.listening);
+    fixture.supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_exit_after_the_grace_but_before_the_boot_deadline_is_unhealthy() {
+    let fixture = Fixture::with(|config| config.backoff_min = Duration::from_secs(600)).await;
+    let started = fixture
+        .start("quitter", 1, "sleep 0.5; echo giving up; exit 4")
+        .await;
+    let policy = HealthPolicy {
+        grace: Duration::from_millis(100),
+        boot_timeout: Duration::from_secs(3600),
+    };
+    let unhealthy = fixture
+        .supervisor
+        .wait_healthy(&started.id, policy)
+        .await
+        .expect_err("it exited while booting");
+    assert_eq!(unhealthy.reason, "exited with status 4");
+    assert_eq!(unhealthy.last_lines, ["giving up"]);
+    fixture.supervisor.shutdown().await;
 }

@@ -9,3 +9,4 @@ mod logs;
 mod memory;
 mod orphans;
 mod restarts;
+mod runtime;

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use crate::command::{MAX_OUTPUT_BYTES, error_message, run_streaming};
 use crate::ops::Failure;
-use crate::random::random_hex;
 use crate::{Chunk, User, Web};
+use nap_stdx::random_hex;
 
 /// Most actions kept, running or finished.
 const MAX_ACTIONS: usize = 256;

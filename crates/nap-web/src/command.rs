@@ -1,9 +1,10 @@
-//! Running a management command through the backend, and reading what the
-//! `--json` forms of `apps`, `ps` and `releases` print.
+//! Running a management command through the backend. What the `--json` forms
+//! of `apps`, `ps` and `releases` print is read into the rows the daemon
+//! writes them from, [`nap_core::rows`].
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub(crate) use nap_core::rows::{AppRow, InstanceRow, ReleaseRow};
 use tokio::sync::mpsc;
 
 use crate::{Backend, Chunk, User};
@@ -108,66 +109,6 @@ pub(crate) fn error_message(stderr: &str, status: u32) -> String {
         Some(line) => line.to_owned(),
         None => format!("the command failed (exit status {status})"),
     }
-}
-
-/// One row of `apps --json`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct AppRow {
-    /// The app's name.
-    pub(crate) name: String,
-    /// Who owns it.
-    pub(crate) owner: String,
-    /// The running release, `v3`, if it was ever deployed.
-    pub(crate) release: Option<String>,
-    /// Instances up.
-    pub(crate) up: u64,
-    /// Instances wanted.
-    pub(crate) desired: u64,
-}
-
-/// One row of `ps APP --json`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct InstanceRow {
-    /// `APP@I`.
-    pub(crate) instance: String,
-    /// `vN`.
-    pub(crate) release: String,
-    /// `up`, `starting`, `crashed`, …
-    pub(crate) state: String,
-    /// The instance's own port.
-    pub(crate) port: u32,
-    /// The process id, when it runs on this machine.
-    pub(crate) pid: Option<u32>,
-    /// Seconds since it started.
-    pub(crate) uptime_secs: u64,
-    /// How often it was restarted.
-    pub(crate) restarts: u32,
-    /// Bytes of memory in use, when known.
-    pub(crate) memory_used: Option<u64>,
-    /// The memory limit in bytes, if there is one.
-    pub(crate) memory_limit: Option<u64>,
-    /// Whether the limit is enforced (a cgroup could be made).
-    pub(crate) limit_enforced: bool,
-}
-
-/// One row of `releases APP --json`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct ReleaseRow {
-    /// N of vN.
-    pub(crate) number: u32,
-    /// The deployed commit, 40 hex digits.
-    pub(crate) commit: String,
-    /// Who deployed it.
-    pub(crate) pusher: String,
-    /// When, in seconds since the epoch.
-    pub(crate) time: u64,
-    /// `push`, `rollback to v2`, `similar to web`, …
-    pub(crate) note: String,
-    /// Whether this release is the one running.
-    pub(crate) current: bool,
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::random::random_hex;
 use crate::session::{Flash, Session};
+use nap_stdx::random_hex;
 
 /// `text` safe to put between tags or inside a double-quoted attribute.
 pub(crate) fn escape(text: &str) -> String {

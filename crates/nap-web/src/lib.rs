@@ -85,7 +85,6 @@ mod html;
 mod names;
 mod ops;
 mod pages;
-mod random;
 mod render;
 mod serve;
 mod session;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use crate::random::{random_hex, same_secret};
 use crate::{Backend, User};
+use nap_stdx::{random_hex, same_secret};
 
 /// The session cookie. Over https it gets the `__Host-` prefix, so that no
 /// other host (an app on a sibling domain, say) can set or shadow it.

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nap_core::{Action, AppName, Caller};
+use nap_core::{AppName, Caller};
 
-use super::{app_for, fail, lock_for_change, usage};
+use super::{Call, Command, fail};
 use crate::deploy::Source;
 use crate::{Daemon, Out};
 
@@ -35,11 +35,12 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn show(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn show(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let [name] = args else {
-        return usage(out, "config").await;
+        return command.usage(out).await;
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Read, out).await {
+    let (app, _) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -49,9 +50,10 @@ pub async fn show(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mu
     0
 }
 
-pub async fn set(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn set(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, pairs)) = args.split_first().filter(|(_, pairs)| !pairs.is_empty()) else {
-        return usage(out, "config:set").await;
+        return command.usage(out).await;
     };
     let mut changes = BTreeMap::new();
     for pair in pairs {
@@ -74,12 +76,13 @@ pub async fn set(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut
         }
         changes.insert(key.to_owned(), Some(value.to_owned()));
     }
-    change(daemon, caller, name, changes, out).await
+    change(command, daemon, caller, name, changes, out).await
 }
 
-pub async fn unset(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn unset(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, keys)) = args.split_first().filter(|(_, keys)| !keys.is_empty()) else {
-        return usage(out, "config:unset").await;
+        return command.usage(out).await;
     };
     let mut changes = BTreeMap::new();
     for key in keys {
@@ -88,17 +91,18 @@ pub async fn unset(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
         }
         changes.insert((*key).to_owned(), None);
     }
-    change(daemon, caller, name, changes, out).await
+    change(command, daemon, caller, name, changes, out).await
 }
 
 async fn change(
+    command: &Command,
     daemon: &Arc<Daemon>,
     caller: &Caller,
     name: &str,
     changes: BTreeMap<String, Option<String>>,
     out: &mut Out<'_>,
 ) -> u32 {
-    let locked = match lock_for_change(daemon, caller, name, out).await {
+    let locked = match command.lock_app(daemon, caller, name, out).await {
         Ok(locked) => locked,
         Err(status) => return status,
     };

@@ -1,31 +1,18 @@
-//! `keys`, `keys:add`, `keys:remove`: admins only.
+//! `keys`, `keys:add`, `keys:remove`: admins only (their rows' gate; the
+//! dispatcher refuses everybody else before these run).
 
-use std::sync::Arc;
+use tokio::io::AsyncReadExt;
 
-use nap_core::{AccessError, Caller};
-use tokio::io::{AsyncRead, AsyncReadExt};
-
-use super::{fail, usage};
+use super::{Call, fail};
 use crate::users::Added;
-use crate::{Daemon, Out};
 
 /// A public key line is well under this; more is not a key.
 const MAX_KEY_INPUT: u64 = 16 * 1024;
 
-async fn admin_only(caller: &Caller, what: &'static str, out: &mut Out<'_>) -> Option<u32> {
-    if caller.admin {
-        None
-    } else {
-        Some(fail(out, AccessError::AdminOnly(what)).await)
-    }
-}
-
-pub async fn list(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    if let Some(status) = admin_only(caller, "list keys", out).await {
-        return status;
-    }
+pub async fn list(call: Call<'_, '_>) -> u32 {
+    let (daemon, _, args, out, command) = call.parts();
     if !args.is_empty() {
-        return usage(out, "keys").await;
+        return command.usage(out).await;
     }
     out.line(&format!(
         "{:<16} {:<6} {:<20} {:<51} {}",
@@ -43,20 +30,19 @@ pub async fn list(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mu
     0
 }
 
-pub async fn add(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    stdin: Box<dyn AsyncRead + Send + Unpin + '_>,
-    out: &mut Out<'_>,
-) -> u32 {
-    if let Some(status) = admin_only(caller, "add keys", out).await {
-        return status;
-    }
+pub async fn add(call: Call<'_, '_>) -> u32 {
+    let Call {
+        daemon,
+        args,
+        stdin,
+        out,
+        command,
+        ..
+    } = call;
     let (name, admin) = match args {
         [name] if !name.starts_with('-') => (*name, false),
         [name, "--admin"] | ["--admin", name] => (*name, true),
-        _ => return usage(out, "keys:add").await,
+        _ => return command.usage(out).await,
     };
     let mut text = String::new();
     if let Err(e) = stdin
@@ -96,17 +82,10 @@ pub async fn add(
     }
 }
 
-pub async fn remove(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
-    if let Some(status) = admin_only(caller, "remove keys", out).await {
-        return status;
-    }
+pub async fn remove(call: Call<'_, '_>) -> u32 {
+    let (daemon, _, args, out, command) = call.parts();
     let [name] = args else {
-        return usage(out, "keys:remove").await;
+        return command.usage(out).await;
     };
     match daemon.users.remove(name) {
         Ok(count) => {

@@ -1,8 +1,16 @@
 //! Management commands, one implementation for every door (SSH, `nap
-//! COMMAND`, later the web API). Each prints one clear line on stderr when
-//! it refuses, and returns non-zero.
+//! COMMAND`, the web manager). Each prints one clear line on stderr when it
+//! refuses, and returns non-zero.
+//!
+//! Every command is one row of [`COMMANDS`]: its name, usage, help line, who
+//! may run it and its handler. Dispatch, `help`, `COMMAND --help` and the
+//! access check all read that row, so a command cannot be added to one of them
+//! and forgotten in another.
 
+mod account;
+mod call;
 mod config;
+mod help;
 mod keys;
 mod logs;
 mod ops;
@@ -11,132 +19,178 @@ mod similar;
 
 use std::sync::Arc;
 
-use nap_core::Caller;
+use nap_core::{Action, Caller};
 use tokio::io::AsyncRead;
+
+pub use call::{Call, Command, Gate, USAGE, fail};
 
 use crate::{Daemon, Out};
 
-/// Exit status of a refused or failed command.
-pub const FAILED: u32 = 1;
-/// Exit status of a command used wrongly.
-pub const USAGE: u32 = 2;
-
-/// One command's usage and a line of help.
-pub struct Help {
-    /// The command word.
-    pub name: &'static str,
-    /// How to call it.
-    pub usage: &'static str,
-    /// What it does.
-    pub about: &'static str,
+/// A row of the table.
+const fn command(
+    name: &'static str,
+    usage: &'static str,
+    about: &'static str,
+    gate: Gate,
+    handler: call::Handler,
+) -> Command {
+    Command {
+        name,
+        usage,
+        about,
+        gate,
+        handler,
+    }
 }
 
-const fn help(name: &'static str, usage: &'static str, about: &'static str) -> Help {
-    Help { name, usage, about }
-}
+const READ: Gate = Gate::App(Action::Read);
+const WRITE: Gate = Gate::App(Action::Write);
 
 /// Every command, in the order `help` lists them.
-pub const COMMANDS: &[Help] = &[
-    help(
+pub const COMMANDS: &[Command] = &[
+    command(
         "apps",
         "apps [--json]",
         "apps you may see: name, owner, release, up/desired",
+        Gate::Anyone,
+        |call| Box::pin(ops::apps(call)),
     ),
-    help(
+    command(
         "ps",
         "ps APP [--json]",
         "instances: state, port, pid, uptime, restarts, memory",
+        READ,
+        |call| Box::pin(ops::ps(call)),
     ),
-    help(
+    command(
         "scale",
         "scale APP N|+N|-N  (or APP+N)",
         "set the number of instances",
+        WRITE,
+        |call| Box::pin(ops::scale(call)),
     ),
-    help(
+    command(
         "logs",
         "logs APP [-n N] [-f] [-i I]",
         "last N lines (default 100); -f follows",
+        READ,
+        |call| Box::pin(logs::logs(call)),
     ),
-    help(
+    command(
         "restart",
         "restart APP",
         "restart every instance, one at a time",
+        WRITE,
+        |call| Box::pin(ops::restart(call)),
     ),
-    help(
+    command(
         "releases",
         "releases APP [--json]",
         "the app's releases, newest first",
+        READ,
+        |call| Box::pin(releases::releases(call)),
     ),
-    help(
+    command(
         "rollback",
         "rollback APP [vN]",
         "deploy an earlier release again (default: the previous)",
+        WRITE,
+        |call| Box::pin(releases::rollback(call)),
     ),
-    help("config", "config APP", "the app's config vars"),
-    help(
+    command(
+        "config",
+        "config APP",
+        "the app's config vars",
+        READ,
+        |call| Box::pin(config::show(call)),
+    ),
+    command(
         "config:set",
         "config:set APP KEY=VALUE ...",
         "set config vars (makes a new release)",
+        WRITE,
+        |call| Box::pin(config::set(call)),
     ),
-    help(
+    command(
         "config:unset",
         "config:unset APP KEY ...",
         "remove config vars (makes a new release)",
+        WRITE,
+        |call| Box::pin(config::unset(call)),
     ),
-    help(
+    command(
         "clone",
         "clone APP [NEW] --command CMD...",
         "a similar app: APP's code started with another command",
+        // APP is only read; NEW is made for the caller.
+        READ,
+        |call| Box::pin(similar::clone(call)),
     ),
-    help(
+    command(
         "deploy",
         "deploy NEW --from GIT_URL [--ref REF]",
         "fetch a repository and deploy it as a new app",
+        // NEW is made for the caller; what a URL may reach is checked by the command.
+        Gate::Anyone,
+        |call| Box::pin(similar::deploy_from(call)),
     ),
-    help(
+    command(
         "destroy",
         "destroy APP --force",
         "stop the app and delete its code, releases and logs",
+        WRITE,
+        |call| Box::pin(ops::destroy(call)),
     ),
-    help(
+    command(
         "token",
         "token [--revoke]",
         "print a new web manager login token (--revoke: revoke all yours)",
+        Gate::Anyone,
+        |call| Box::pin(account::token(call)),
     ),
-    help("whoami", "whoami", "who nap thinks you are"),
-    help("keys", "keys", "list users and their keys (admins)"),
-    help(
+    command(
+        "whoami",
+        "whoami",
+        "who nap thinks you are",
+        Gate::Anyone,
+        |call| Box::pin(account::whoami(call)),
+    ),
+    command(
+        "keys",
+        "keys",
+        "list users and their keys (admins)",
+        Gate::Admin("list keys"),
+        |call| Box::pin(keys::list(call)),
+    ),
+    command(
         "keys:add",
         "keys:add NAME [--admin]  (key on stdin)",
         "register a key for user NAME (admins)",
+        Gate::Admin("add keys"),
+        |call| Box::pin(keys::add(call)),
     ),
-    help(
+    command(
         "keys:remove",
         "keys:remove NAME",
         "remove user NAME and their keys (admins)",
+        Gate::Admin("remove keys"),
+        |call| Box::pin(keys::remove(call)),
     ),
-    help("help", "help", "this list"),
+    command(
+        "help",
+        "help [COMMAND]",
+        "this list, or how to use one command (also: COMMAND --help)",
+        Gate::Anyone,
+        |call| Box::pin(help::help(call)),
+    ),
 ];
 
-fn usage_of(name: &str) -> &'static str {
-    COMMANDS
-        .iter()
-        .find(|c| c.name == name)
-        .map_or("", |c| c.usage)
+/// The row of `name`.
+pub fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|command| command.name == name)
 }
 
-/// Prints the usage of `name` and returns the usage status.
-pub async fn usage(out: &mut Out<'_>, name: &str) -> u32 {
-    out.err(&format!(" !     usage: {}", usage_of(name))).await;
-    USAGE
-}
-
-/// Prints `message` as the command's one error line and returns the failure status.
-pub async fn fail(out: &mut Out<'_>, message: impl std::fmt::Display) -> u32 {
-    out.err(&format!(" !     {message}")).await;
-    FAILED
-}
-
+/// Runs one management command line (already split into words) for `caller`.
 pub async fn run(
     daemon: &Arc<Daemon>,
     caller: &Caller,
@@ -145,187 +199,74 @@ pub async fn run(
     out: &mut Out<'_>,
 ) -> u32 {
     let Some((name, args)) = words.split_first() else {
-        return print_help(out).await;
+        return help::print_help(out).await;
     };
-    match *name {
-        "help" | "--help" | "-h" => print_help(out).await,
-        "whoami" => {
-            let role = if caller.admin { " (admin)" } else { "" };
-            out.line(&format!("{}{role}", caller.user)).await;
-            0
+    let name = match *name {
+        "--help" | "-h" => "help",
+        name => name,
+    };
+    let Some(command) = find(name) else {
+        return help::unknown(out, name).await;
+    };
+    // `COMMAND --help` needs no rights: it says how to use the command, nothing more.
+    if matches!(args.first(), Some(&"--help" | &"-h")) && args.len() == 1 {
+        return help::print_command_help(out, command).await;
+    }
+    if let Err(refused) = command.admitted(caller) {
+        return fail(out, refused).await;
+    }
+    let call = Call {
+        daemon,
+        caller,
+        args,
+        stdin,
+        out,
+        command,
+    };
+    (command.handler)(call).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_declared_once_and_its_usage_starts_with_its_name() {
+        for (i, command) in COMMANDS.iter().enumerate() {
+            assert!(
+                COMMANDS[i + 1..].iter().all(|c| c.name != command.name),
+                "{} twice",
+                command.name
+            );
+            assert!(
+                command.usage.split_whitespace().next() == Some(command.name),
+                "{}: {}",
+                command.name,
+                command.usage
+            );
+            assert!(!command.about.is_empty(), "{}", command.name);
         }
-        "apps" => apps(daemon, caller, args, out).await,
-        "token" => token(daemon, caller, args, out).await,
-        "ps" => ops::ps(daemon, caller, args, out).await,
-        "scale" => ops::scale(daemon, caller, args, out).await,
-        "restart" => ops::restart(daemon, caller, args, out).await,
-        "destroy" => ops::destroy(daemon, caller, args, out).await,
-        "clone" => similar::clone(daemon, caller, args, out).await,
-        "deploy" => similar::deploy_from(daemon, caller, args, out).await,
-        "logs" => logs::logs(daemon, caller, args, out).await,
-        "releases" => releases::releases(daemon, caller, args, out).await,
-        "rollback" => releases::rollback(daemon, caller, args, out).await,
-        "config" => config::show(daemon, caller, args, out).await,
-        "config:set" => config::set(daemon, caller, args, out).await,
-        "config:unset" => config::unset(daemon, caller, args, out).await,
-        "keys" => keys::list(daemon, caller, args, out).await,
-        "keys:add" => keys::add(daemon, caller, args, stdin, out).await,
-        "keys:remove" => keys::remove(daemon, caller, args, out).await,
-        other => fail(
-            out,
-            format!(
-                "unknown command '{}'; run 'help' for the list",
-                other.escape_debug()
-            ),
-        )
-        .await
-        .max(USAGE),
     }
-}
 
-/// An app locked for a change, with its record read again under the lock (a
-/// deploy may have finished while the command waited).
-pub struct Locked {
-    /// The app.
-    pub app: nap_core::AppName,
-    /// Its record, as of taking the lock.
-    pub record: nap_store::AppRecord,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Locked {
-    /// The running release, or why there is none.
-    pub fn release(&self, daemon: &Daemon) -> Result<nap_store::ReleaseRecord, String> {
-        let app = &self.app;
-        let number = self
-            .record
-            .release
-            .ok_or_else(|| format!("app {app} has no release yet; push it first"))?;
-        daemon
-            .release(app, number)
-            .ok_or_else(|| format!("the record of {app} v{number} is missing"))
+    /// A command whose usage names an existing APP gates on it; only such commands do.
+    #[test]
+    fn commands_on_an_app_are_gated_by_the_app() {
+        for command in COMMANDS {
+            let names_an_app = command.usage.split_whitespace().nth(1) == Some("APP")
+                || command.usage.starts_with("scale APP");
+            assert_eq!(
+                names_an_app,
+                matches!(command.gate, Gate::App(_)),
+                "{}: {:?}",
+                command.name,
+                command.gate
+            );
+        }
+        let admin_only: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|c| matches!(c.gate, Gate::Admin(_)))
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(admin_only, ["keys", "keys:add", "keys:remove"]);
     }
-}
-
-/// Checks name and write access, then takes the app's deploy lock: the
-/// prelude of every command that changes an app.
-pub async fn lock_for_change(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    name: &str,
-    out: &mut Out<'_>,
-) -> Result<Locked, u32> {
-    let (app, _) = app_for(daemon, caller, name, nap_core::Action::Write, out).await?;
-    let Ok(guard) = daemon.lock_app(&app, out).await else {
-        return Err(FAILED);
-    };
-    match daemon.apps.record(&app) {
-        Ok(Some(record)) => Ok(Locked {
-            app,
-            record,
-            _guard: guard,
-        }),
-        _ => Err(fail(out, format!("app {app} does not exist")).await),
-    }
-}
-
-/// Checks name and access for a command on an existing app; prints the
-/// refusal and returns the status to exit with otherwise.
-pub async fn app_for(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    name: &str,
-    action: nap_core::Action,
-    out: &mut Out<'_>,
-) -> Result<(nap_core::AppName, nap_store::AppRecord), u32> {
-    match daemon.apps.existing(caller, name, action) {
-        Ok(found) => Ok(found),
-        Err(e) => Err(fail(out, e).await),
-    }
-}
-
-async fn token(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    match args {
-        [] => match daemon.tokens.issue(&caller.user) {
-            Ok(token) => {
-                out.line(&token).await;
-                0
-            }
-            Err(e) => fail(out, format!("cannot store the token: {e}")).await,
-        },
-        ["--revoke"] => match daemon.tokens.revoke(&caller.user) {
-            Ok(count) => {
-                out.line(&format!("revoked {count} token(s) of {}", caller.user))
-                    .await;
-                0
-            }
-            Err(e) => fail(out, format!("cannot revoke: {e}")).await,
-        },
-        _ => usage(out, "token").await,
-    }
-}
-
-async fn print_help(out: &mut Out<'_>) -> u32 {
-    let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
-    out.line("nap commands (over ssh, or `nap COMMAND` on the host):")
-        .await;
-    for command in COMMANDS {
-        out.line(&format!("  {:width$}  {}", command.usage, command.about))
-            .await;
-    }
-    0
-}
-
-/// One row of `apps --json`.
-#[derive(serde::Serialize)]
-struct AppRow {
-    name: String,
-    owner: String,
-    release: Option<String>,
-    up: usize,
-    desired: u32,
-}
-
-async fn apps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    let json = match args {
-        [] => false,
-        ["--json"] => true,
-        _ => return usage(out, "apps").await,
-    };
-    let apps = match daemon.apps.visible(caller) {
-        Ok(apps) => apps,
-        Err(e) => return fail(out, e).await,
-    };
-    let instances = daemon.runtime.list().await;
-    let rows: Vec<AppRow> = apps
-        .into_iter()
-        .map(|(app, record)| AppRow {
-            up: instances
-                .iter()
-                .filter(|i| i.id.app == app.as_str() && i.state == nap_runtime::InstanceState::Up)
-                .count(),
-            desired: daemon.desired(&app, &record),
-            release: record.release.map(|n| format!("v{n}")),
-            name: app.to_string(),
-            owner: record.owner,
-        })
-        .collect();
-    if json {
-        out.json(&rows).await;
-        return 0;
-    }
-    out.line(&format!(
-        "{:<24} {:<16} {:<8} UP/DESIRED",
-        "APP", "OWNER", "RELEASE"
-    ))
-    .await;
-    for row in rows {
-        let release = row.release.as_deref().unwrap_or("-");
-        out.line(&format!(
-            "{:<24} {:<16} {:<8} {}/{}",
-            row.name, row.owner, release, row.up, row.desired
-        ))
-        .await;
-    }
-    0
 }

@@ -1,108 +1,12 @@
-//! `ps`, `scale`, `restart`, `destroy`: what runs, and how much of it.
+//! `apps`, `ps`, `scale`, `restart`, `destroy`: what runs, and how much of it.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use nap_core::{Action, AppName, Caller};
+use nap_core::rows::{AppRow, InstanceRow};
 use nap_runtime::Instance;
-use nap_store::AppRecord;
-use serde::Serialize;
 
-use super::{app_for, fail, lock_for_change, usage};
+use super::{Call, fail};
 use crate::deploy::release_name;
-use crate::{Daemon, Out};
-
-/// One line of `ps --json`.
-#[derive(Serialize)]
-struct PsRow {
-    instance: String,
-    release: String,
-    state: String,
-    port: u16,
-    pid: Option<u32>,
-    location: String,
-    uptime_secs: u64,
-    restarts: u32,
-    memory_used: Option<u64>,
-    memory_limit: Option<u64>,
-    limit_enforced: bool,
-}
-
-impl Daemon {
-    /// Stops everything of `app` and deletes it; the name is free afterwards.
-    /// Returns how many instances were stopped.
-    pub(crate) async fn remove_app(&self, app: &AppName) -> usize {
-        let stopped = self.stop_instances(app, |_| true).await;
-        // The record goes first: from then on the name is free, whatever remains.
-        let record = self.data.app_record(app.as_str());
-        if let Err(e) = std::fs::remove_file(&record)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %record.display(), error = %e, "cannot remove");
-        }
-        for dir in [
-            self.data.app(app.as_str()),
-            self.data.repo(app.as_str()),
-            self.data.app_logs(app.as_str()),
-        ] {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %dir.display(), error = %e, "cannot remove");
-            }
-        }
-        stopped
-    }
-
-    /// `APP-N` for a new similar app of `app`: N is one more than the number
-    /// of similar apps `app` has, skipping names that are taken.
-    pub(crate) fn next_similar_name(&self, app: &AppName) -> Result<AppName, String> {
-        let everyone = Caller {
-            user: String::new(),
-            admin: true,
-        };
-        let apps = self.apps.visible(&everyone).map_err(|e| e.to_string())?;
-        let similar = apps
-            .iter()
-            .filter(|(_, r)| r.similar_to.as_deref() == Some(app.as_str()))
-            .count();
-        (similar + 1..)
-            .take(1000)
-            .map(|n| AppName::parse(&format!("{app}-{n}")))
-            .find(|name| {
-                name.as_ref()
-                    .is_ok_and(|name| !apps.iter().any(|(taken, _)| taken == name))
-            })
-            .unwrap_or_else(|| AppName::parse(""))
-            .map_err(|_| {
-                format!("no free name {app}-N of 63 characters or fewer; give the new app a name")
-            })
-    }
-
-    /// The app's instances, numbered order.
-    pub(crate) async fn instances(&self, app: &AppName) -> Vec<Instance> {
-        let mut instances: Vec<_> = self
-            .runtime
-            .list()
-            .await
-            .into_iter()
-            .filter(|i| i.id.app == app.as_str())
-            .collect();
-        instances.sort_by(|a, b| a.id.cmp(&b.id));
-        instances
-    }
-
-    /// How many instances the app should have now.
-    pub(crate) fn desired(&self, app: &AppName, record: &AppRecord) -> u32 {
-        match record.release {
-            None => 0,
-            Some(number) => record
-                .scale_override
-                .or_else(|| self.release(app, number).and_then(|r| r.scale))
-                .unwrap_or(nap_profile::DEFAULT_SCALE),
-        }
-    }
-}
 
 fn uptime(since: SystemTime) -> u64 {
     SystemTime::now()
@@ -142,21 +46,69 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-pub async fn ps(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn apps(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
+    let json = match args {
+        [] => false,
+        ["--json"] => true,
+        _ => return command.usage(out).await,
+    };
+    let apps = match daemon.apps.visible(caller) {
+        Ok(apps) => apps,
+        Err(e) => return fail(out, e).await,
+    };
+    let instances = daemon.runtime.list().await;
+    let rows: Vec<AppRow> = apps
+        .into_iter()
+        .map(|(app, record)| AppRow {
+            up: instances
+                .iter()
+                .filter(|i| i.id.app == app.as_str() && i.state == nap_runtime::InstanceState::Up)
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX),
+            desired: daemon.desired(&app, &record),
+            release: record.release.map(|n| format!("v{n}")),
+            name: app.to_string(),
+            owner: record.owner,
+        })
+        .collect();
+    if json {
+        out.json(&rows).await;
+        return 0;
+    }
+    out.line(&format!(
+        "{:<24} {:<16} {:<8} UP/DESIRED",
+        "APP", "OWNER", "RELEASE"
+    ))
+    .await;
+    for row in rows {
+        let release = row.release.as_deref().unwrap_or("-");
+        out.line(&format!(
+            "{:<24} {:<16} {:<8} {}/{}",
+            row.name, row.owner, release, row.up, row.desired
+        ))
+        .await;
+    }
+    0
+}
+
+pub async fn ps(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, json) = match args {
         [name] => (*name, false),
         [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return usage(out, "ps").await,
+        _ => return command.usage(out).await,
     };
-    let (app, _) = match app_for(daemon, caller, name, Action::Read, out).await {
+    let (app, _) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
     let instances = daemon.instances(&app).await;
     if json {
-        let rows: Vec<PsRow> = instances
+        let rows: Vec<InstanceRow> = instances
             .iter()
-            .map(|i| PsRow {
+            .map(|i| InstanceRow {
                 instance: format!("{}@{}", i.id.app, i.id.index),
                 release: i.id.release.clone(),
                 state: i.state.to_string(),
@@ -206,16 +158,17 @@ fn target_scale(spec: &str, current: u32) -> Option<u32> {
     }
 }
 
-pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
+pub async fn scale(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, spec) = match args {
         [name, spec] => (*name, *spec),
         [joined] => match joined.split_once('+') {
             Some((name, _)) => (name, &joined[name.len()..]),
-            None => return usage(out, "scale").await,
+            None => return command.usage(out).await,
         },
-        _ => return usage(out, "scale").await,
+        _ => return command.usage(out).await,
     };
-    let mut locked = match lock_for_change(daemon, caller, name, out).await {
+    let mut locked = match command.lock_app(daemon, caller, name, out).await {
         Ok(locked) => locked,
         Err(status) => return status,
     };
@@ -278,16 +231,12 @@ pub async fn scale(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
     0
 }
 
-pub async fn restart(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn restart(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let [name] = args else {
-        return usage(out, "restart").await;
+        return command.usage(out).await;
     };
-    let locked = match lock_for_change(daemon, caller, name, out).await {
+    let locked = match command.lock_app(daemon, caller, name, out).await {
         Ok(locked) => locked,
         Err(status) => return status,
     };
@@ -328,12 +277,8 @@ pub async fn restart(
     0
 }
 
-pub async fn destroy(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn destroy(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let name = match args {
         [name, "--force"] | ["--force", name] => *name,
         [name] => {
@@ -347,9 +292,9 @@ pub async fn destroy(
             )
             .await;
         }
-        _ => return usage(out, "destroy").await,
+        _ => return command.usage(out).await,
     };
-    let locked = match lock_for_change(daemon, caller, name, out).await {
+    let locked = match command.lock_app(daemon, caller, name, out).await {
         Ok(locked) => locked,
         Err(status) => return status,
     };

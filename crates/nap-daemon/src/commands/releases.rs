@@ -1,36 +1,18 @@
 //! `releases` and `rollback`.
 
-use std::sync::Arc;
+use nap_core::rows::ReleaseRow;
 
-use nap_core::{Action, Caller};
-
-use super::{app_for, fail, lock_for_change, usage};
+use super::{Call, fail};
 use crate::deploy::Source;
-use crate::{Daemon, Out};
 
-/// One row of `releases --json`.
-#[derive(serde::Serialize)]
-struct ReleaseRow {
-    number: u32,
-    commit: String,
-    pusher: String,
-    time: u64,
-    note: String,
-    current: bool,
-}
-
-pub async fn releases(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn releases(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, json) = match args {
         [name] => (*name, false),
         [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return usage(out, "releases").await,
+        _ => return command.usage(out).await,
     };
-    let (app, record) = match app_for(daemon, caller, name, Action::Read, out).await {
+    let (app, record) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -70,12 +52,8 @@ pub async fn releases(
     0
 }
 
-pub async fn rollback(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn rollback(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let (name, wanted) = match args {
         [name] => (*name, None),
         [name, version] => match version.strip_prefix('v').unwrap_or(version).parse::<u32>() {
@@ -88,9 +66,9 @@ pub async fn rollback(
                 .await;
             }
         },
-        _ => return usage(out, "rollback").await,
+        _ => return command.usage(out).await,
     };
-    let locked = match lock_for_change(daemon, caller, name, out).await {
+    let locked = match command.lock_app(daemon, caller, name, out).await {
         Ok(locked) => locked,
         Err(status) => return status,
     };

@@ -2,22 +2,15 @@
 //! command) and `deploy NEW --from URL [--ref REF]`. Both end in the same
 //! deploy as a push, and leave no app behind when they fail.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
-use nap_core::{Action, AppName, Caller};
-use tokio::process::Command;
+use nap_core::{AppName, Caller};
 
-use super::{app_for, fail, usage};
+use super::{Call, fail};
 use crate::deploy::Source;
+use crate::git_exec::FetchSource;
+use crate::repo::{RepoError, blocking};
 use crate::{Daemon, Out};
-
-/// Most bytes a repository fetched by `deploy --from` may take on disk.
-const MAX_FETCH_BYTES: u64 = 1 << 30;
-/// Longest a fetch may run.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `clone APP [NEW] --command CMD...`: everything after `--command` is the
 /// command, so it needs no extra quoting over ssh.
@@ -31,11 +24,12 @@ fn parse_clone<'a>(args: &[&'a str]) -> Option<(&'a str, Option<&'a str>, String
     }
 }
 
-pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &mut Out<'_>) -> u32 {
-    let Some((name, new_name, command)) = parse_clone(args) else {
-        return usage(out, "clone").await;
+pub async fn clone(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
+    let Some((name, new_name, start_command)) = parse_clone(args) else {
+        return command.usage(out).await;
     };
-    let (app, record) = match app_for(daemon, caller, name, Action::Read, out).await {
+    let (app, record) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -67,10 +61,19 @@ pub async fn clone(daemon: &Arc<Daemon>, caller: &Caller, args: &[&str], out: &m
     out.err(&format!(
         "-----> Creating {new}: {app} v{} with command {}",
         release.number,
-        command.escape_debug()
+        start_command.escape_debug()
     ))
     .await;
-    let status = clone_into(daemon, caller, &app, &new, &release.commit, &command, out).await;
+    let status = clone_into(
+        daemon,
+        caller,
+        &app,
+        &new,
+        &release.commit,
+        &start_command,
+        out,
+    )
+    .await;
     if status != 0 {
         daemon.remove_app(&new).await;
         out.err(&format!(" !     {new} was not created")).await;
@@ -101,38 +104,32 @@ async fn clone_into(
         app.to_string(),
     );
     // gix work is blocking: copy the objects, rewrite the profile, commit.
-    let made = tokio::task::spawn_blocking(move || -> Result<(nap_git::Repo, String), String> {
-        nap_git::copy_objects(&from, &to).map_err(|e| e.to_string())?;
-        let repo =
-            nap_git::open(&to, &nap_git::Quarantine::default()).map_err(|e| e.to_string())?;
+    let made = blocking(move || -> Result<(nap_git::Repo, String), RepoError> {
+        nap_git::copy_objects(&from, &to)?;
+        let repo = nap_git::open(&to, &nap_git::Quarantine::default())?;
         let profile = repo
-            .read_file(&commit, "profile", nap_profile::MAX_PROFILE_BYTES as u64)
-            .map_err(|e| e.to_string())?
-            .ok_or("the release has no profile")?;
-        let profile = String::from_utf8(profile).map_err(|_| "profile: expected UTF-8 text")?;
-        let profile = nap_profile::replace_command("profile", &profile, &command)
-            .map_err(|e| e.to_string())?;
+            .read_file(&commit, "profile", nap_profile::MAX_PROFILE_BYTES as u64)?
+            .ok_or(RepoError::NoProfile)?;
+        let profile = String::from_utf8(profile).map_err(|_| RepoError::ProfileNotUtf8)?;
+        let profile = nap_profile::replace_command("profile", &profile, &command)?;
         let message =
             format!("Similar app of {source_app}: command {command}\n\nMade by nap for {user}.");
         let email = format!("{user}@nap");
-        let new_commit = repo
-            .commit_file(
-                &commit,
-                "profile",
-                profile.as_bytes(),
-                &message,
-                (&user, &email),
-                "refs/heads/master",
-            )
-            .map_err(|e| e.to_string())?;
-        repo.set_head("master").map_err(|e| e.to_string())?;
+        let new_commit = repo.commit_file(
+            &commit,
+            "profile",
+            profile.as_bytes(),
+            &message,
+            (&user, &email),
+            "refs/heads/master",
+        )?;
+        repo.set_head("master")?;
         Ok((repo, new_commit))
     })
     .await;
     let (repo, new_commit) = match made {
-        Ok(Ok(made)) => made,
-        Ok(Err(message)) => return fail(out, message).await,
-        Err(e) => return fail(out, format!("internal error: {e}")).await,
+        Ok(made) => made,
+        Err(e) => return fail(out, e).await,
     };
     let source = Source {
         repo,
@@ -234,14 +231,10 @@ fn check_ref(reference: &str) -> Result<(), String> {
     }
 }
 
-pub async fn deploy_from(
-    daemon: &Arc<Daemon>,
-    caller: &Caller,
-    args: &[&str],
-    out: &mut Out<'_>,
-) -> u32 {
+pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
+    let (daemon, caller, args, out, command) = call.parts();
     let Some((name, url, reference)) = parse_deploy(args) else {
-        return usage(out, "deploy").await;
+        return command.usage(out).await;
     };
     if let Err(e) = AppName::parse(name) {
         return fail(out, e).await;
@@ -280,23 +273,30 @@ async fn fetch_and_deploy(
     let repo_path = daemon.data.repo(app.as_str());
     out.err(&format!("-----> Fetching {} ({reference})", redact(url)))
         .await;
-    if let Err(message) = fetch(daemon, &repo_path, url, scheme, reference).await {
-        return fail(out, message).await;
+    let fetched = crate::git_exec::fetch(
+        daemon,
+        &repo_path,
+        &FetchSource {
+            url,
+            shown: &redact(url),
+            scheme,
+            reference,
+        },
+    )
+    .await;
+    if let Err(e) = fetched {
+        return fail(out, e).await;
     }
-    let opened = tokio::task::spawn_blocking(move || {
-        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default())
-            .map_err(|e| e.to_string())?;
-        let commit = repo
-            .resolve_commit("refs/heads/master")
-            .map_err(|e| e.to_string())?;
-        repo.set_head("master").map_err(|e| e.to_string())?;
-        Ok::<_, String>((repo, commit.id))
+    let opened = blocking(move || {
+        let repo = nap_git::open(&repo_path, &nap_git::Quarantine::default())?;
+        let commit = repo.resolve_commit("refs/heads/master")?;
+        repo.set_head("master")?;
+        Ok::<_, RepoError>((repo, commit.id))
     })
     .await;
     let (repo, commit) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(message)) => return fail(out, message).await,
-        Err(e) => return fail(out, format!("internal error: {e}")).await,
+        Ok(opened) => opened,
+        Err(e) => return fail(out, e).await,
     };
     let source = Source {
         repo,
@@ -309,94 +309,6 @@ async fn fetch_and_deploy(
         Ok(_) => 0,
         Err(_) => 1,
     }
-}
-
-/// Runs `git fetch` into the app's repository, within a time and size budget.
-async fn fetch(
-    daemon: &Daemon,
-    repo: &Path,
-    url: &str,
-    scheme: &str,
-    reference: &str,
-) -> Result<(), String> {
-    let allowed = if scheme == "file" {
-        "file"
-    } else {
-        "https:http:git:ssh"
-    };
-    let mut child = Command::new(&daemon.settings.git)
-        .args(["fetch", "--no-tags", "--quiet", "--no-recurse-submodules", "--", url])
-        .arg(format!("+{reference}:refs/heads/master"))
-        .current_dir(repo)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-        .env("HOME", daemon.data.root())
-        .env("GIT_DIR", repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_ALLOW_PROTOCOL", allowed)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        // Never the server's own ssh identity or agent.
-        .env(
-            "GIT_SSH_COMMAND",
-            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start git fetch: {e}"))?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
-    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
-            _ = ticker.tick() => {
-                if tokio::time::Instant::now() > deadline {
-                    let _ = child.kill().await;
-                    return Err(format!("fetching took longer than {}s; gave up", FETCH_TIMEOUT.as_secs()));
-                }
-                if dir_size(repo) > MAX_FETCH_BYTES {
-                    let _ = child.kill().await;
-                    return Err(format!("the repository is larger than {} MiB; gave up", MAX_FETCH_BYTES >> 20));
-                }
-            }
-        }
-    };
-    let text = errors.await.unwrap_or_default();
-    if status.success() {
-        return Ok(());
-    }
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("git fetch failed");
-    Err(format!(
-        "cannot fetch {reference} from {}: {}",
-        redact(url),
-        last.trim_start_matches("fatal: ")
-    ))
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub trait ReleaseTarballs: Send + Sync + 'static {
     /// The token a machine sends (`Authorization: Bearer TOKEN`) to fetch
     /// `release` of `app`. It must stay valid as long as the release may run:
     /// a machine fetches again when fleet moves an instance to it.
-    fn token(&self, app: &str, release: &str) -> Result<String, String>;
+    fn token(&self, app: &str, release: &str) -> Result<String, nap_runtime::BackendError>;
 
     /// Where the tarball is; by default [`tarball_url`], nap's HTTP API.
     fn url(&self, nap_url: &str, app: &str, release: &str) -> String {
@@ -25,9 +25,9 @@ pub trait ReleaseTarballs: Send + Sync + 'static {
 
 impl<F> ReleaseTarballs for F
 where
-    F: Fn(&str, &str) -> Result<String, String> + Send + Sync + 'static,
+    F: Fn(&str, &str) -> Result<String, nap_runtime::BackendError> + Send + Sync + 'static,
 {
-    fn token(&self, app: &str, release: &str) -> Result<String, String> {
+    fn token(&self, app: &str, release: &str) -> Result<String, nap_runtime::BackendError> {
         self(app, release)
     }
 }
@@ -92,6 +92,9 @@ pub struct FleetOptions {
     pub stop_timeout: Duration,
     /// How often fleet is asked while waiting (500 ms).
     pub poll_interval: Duration,
+    /// How often the addresses of the instances that are up are read again for the router,
+    /// besides after each start, health check and stop (1 s).
+    pub discovery_interval: Duration,
     /// Retries while fleet answers 503.
     pub retry: RetryPolicy,
     /// The unit templates (those of `deploy/fleet/`, built in).
@@ -112,6 +115,7 @@ impl Default for FleetOptions {
             activation_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            discovery_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             templates: Templates::default(),
         }

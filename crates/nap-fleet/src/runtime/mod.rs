@@ -7,7 +7,9 @@
 //! registry is the only record: `list` reads it back, and a restarted nap
 //! adopts the units the previous one left running.
 
+mod addresses;
 mod config;
+mod error;
 mod observe;
 
 use observe::machine_label;
@@ -15,15 +17,20 @@ use observe::machine_label;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use nap_runtime::{BoxFuture, Instance, InstanceId, InstanceSpec, Runtime, Started, Unhealthy};
+use nap_runtime::{
+    BoxFuture, HealthPolicy, Healthy, Instance, InstanceId, InstanceSpec, LogLines, LogRequest,
+    LogsError, Runtime, StartError, Started, StopError, Unhealthy, UpAddresses,
+};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use config::{FleetConfig, FleetOptions, FleetSetupError, ReleaseTarballs, tarball_url};
+pub use error::{FleetStartError, FleetStopError};
 
-use crate::client::{FleetClient, FleetError, StateFilter, Unit};
+use crate::client::{FleetClient, StateFilter, Unit};
 use crate::etcd::EtcdClient;
 use crate::render::{RenderInput, Tarball, render};
 use crate::unit::{DesiredState, InstanceName};
@@ -32,7 +39,9 @@ use crate::unit::{DesiredState, InstanceName};
 /// ports and the tarball contract.
 pub struct FleetRuntime {
     fleet: FleetClient,
-    etcd: Option<EtcdClient>,
+    etcd: Option<Arc<EtcdClient>>,
+    /// Where the instances that are up serve, for the router.
+    discovery: Arc<addresses::Discovery>,
     config: FleetConfig,
     options: FleetOptions,
     /// One per app: a start lists, picks a set and a port, and submits
@@ -69,7 +78,7 @@ impl FleetRuntime {
         let etcd = if config.etcd_endpoints.is_empty() {
             None
         } else {
-            Some(EtcdClient::new(&config.etcd_endpoints)?)
+            Some(Arc::new(EtcdClient::new(&config.etcd_endpoints)?))
         };
         if options.ports.is_empty() || options.ports.start == 0 {
             return Err(FleetSetupError::Invalid(format!(
@@ -114,9 +123,15 @@ impl FleetRuntime {
         };
         render(&options.templates, &trial).map_err(|e| FleetSetupError::Invalid(e.reason))?;
         let next = options.ports.start;
+        let discovery = Arc::new(addresses::Discovery::new(
+            fleet.clone(),
+            etcd.clone(),
+            options.discovery_interval,
+        ));
         Ok(FleetRuntime {
             fleet,
             etcd,
+            discovery,
             config,
             options,
             app_locks: Mutex::new(HashMap::new()),
@@ -136,7 +151,7 @@ impl FleetRuntime {
 
     /// The etcd client it uses, if etcd is configured.
     pub fn etcd(&self) -> Option<&EtcdClient> {
-        self.etcd.as_ref()
+        self.etcd.as_deref()
     }
 
     fn app_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -146,19 +161,27 @@ impl FleetRuntime {
             .clone()
     }
 
-    async fn start_instance(&self, spec: InstanceSpec) -> Result<Started, String> {
+    async fn start_instance(&self, spec: InstanceSpec) -> Result<Started, StartError> {
         if !crate::unit::valid_app(&spec.app) {
-            return Err(format!("app name {:?} cannot name a fleet unit", spec.app));
+            return Err(StartError::InvalidSpec {
+                reason: format!("app name {:?} cannot name a fleet unit", spec.app),
+            });
         }
         if !crate::unit::valid_release(&spec.release) {
-            return Err(format!(
-                "release {:?} cannot name a fleet unit (letters and digits only)",
-                spec.release
-            ));
+            return Err(StartError::InvalidSpec {
+                reason: format!(
+                    "release {:?} cannot name a fleet unit (letters and digits only)",
+                    spec.release
+                ),
+            });
         }
+        Ok(self.start_valid(spec).await?)
+    }
+
+    async fn start_valid(&self, spec: InstanceSpec) -> Result<Started, FleetStartError> {
         let lock = self.app_lock(&spec.app);
         let held = lock.lock().await;
-        let units = self.fleet.units().await.map_err(|e| e.to_string())?;
+        let units = self.fleet.units().await?;
         let ours: Vec<(InstanceName, &Unit)> = units
             .iter()
             .filter_map(|u| InstanceName::parse_unit(&u.name).map(|n| (n, u)))
@@ -231,12 +254,20 @@ impl FleetRuntime {
 
     /// Renders the templates, stores them, and launches the instance and
     /// its sidekick by client-side expansion.
-    async fn submit(&self, spec: &InstanceSpec, name: &InstanceName) -> Result<(), String> {
+    async fn submit(
+        &self,
+        spec: &InstanceSpec,
+        name: &InstanceName,
+    ) -> Result<(), FleetStartError> {
         let token = self
             .config
             .tarballs
             .token(&spec.app, &spec.release)
-            .map_err(|e| format!("no tarball token for {} {}: {e}", spec.app, spec.release))?;
+            .map_err(|source| FleetStartError::Token {
+                app: spec.app.clone(),
+                release: spec.release.clone(),
+                source,
+            })?;
         let url = self
             .config
             .tarballs
@@ -247,7 +278,7 @@ impl FleetRuntime {
                     .node_etcd_endpoints
                     .clone()
                     .unwrap_or_else(|| self.config.etcd_endpoints.clone()),
-                etcd.api_prefix().await.map_err(|e| e.to_string())?,
+                etcd.api_prefix().await?,
             ),
             None => (Vec::new(), "/v3".to_owned()),
         };
@@ -267,25 +298,20 @@ impl FleetRuntime {
             etcd_ttl_secs: self.options.etcd_ttl.as_secs(),
             etcd_refresh_secs: self.options.etcd_refresh.as_secs(),
         };
-        let rendered = render(&self.options.templates, &input).map_err(|e| e.to_string())?;
-        let fleet_error = |e: FleetError| e.to_string();
+        let rendered = render(&self.options.templates, &input)?;
         self.fleet
             .submit_template(&rendered.instance.name, &rendered.instance.options)
-            .await
-            .map_err(fleet_error)?;
+            .await?;
         self.fleet
             .launch_instance(&name.unit(), DesiredState::Launched)
-            .await
-            .map_err(fleet_error)?;
+            .await?;
         if let Some(discovery) = rendered.discovery {
             self.fleet
                 .submit_template(&discovery.name, &discovery.options)
-                .await
-                .map_err(fleet_error)?;
+                .await?;
             self.fleet
                 .launch_instance(&name.discovery_unit(), DesiredState::Launched)
-                .await
-                .map_err(fleet_error)?;
+                .await?;
         }
         tracing::info!(unit = %name, "submitted to fleet");
         Ok(())
@@ -293,7 +319,7 @@ impl FleetRuntime {
 
     /// Waits until fleet has placed the unit; its address is the machine's
     /// and the unit's port.
-    async fn placed(&self, name: InstanceName) -> Result<Started, String> {
+    async fn placed(&self, name: InstanceName) -> Result<Started, FleetStartError> {
         let deadline = Instant::now() + self.options.schedule_timeout;
         let unit = name.unit();
         let machine_id = loop {
@@ -303,7 +329,7 @@ impl FleetRuntime {
                     ..
                 })) => break machine,
                 Ok(Some(_)) => {}
-                Ok(None) => return Err(format!("{unit} vanished from fleet before it was placed")),
+                Ok(None) => return Err(FleetStartError::Vanished { unit }),
                 Err(e) => tracing::warn!(%unit, error = %e, "cannot read the unit from fleet"),
             }
             if Instant::now() >= deadline {
@@ -311,14 +337,17 @@ impl FleetRuntime {
             }
             tokio::time::sleep(self.options.poll_interval).await;
         };
-        let machines = self.fleet.machines().await.map_err(|e| e.to_string())?;
-        let ip = machines
+        let machines = self.fleet.machines().await?;
+        let Some(ip) = machines
             .iter()
             .find(|m| m.id == machine_id)
             .and_then(|m| m.primary_ip.parse::<IpAddr>().ok())
-            .ok_or_else(|| {
-                format!("{unit} is on machine {machine_id}, which fleet gives no address for")
-            })?;
+        else {
+            return Err(FleetStartError::NoMachineAddress {
+                unit,
+                machine: machine_id,
+            });
+        };
         Ok(Started {
             id: InstanceId {
                 app: name.app.clone(),
@@ -330,21 +359,18 @@ impl FleetRuntime {
         })
     }
 
-    async fn unplaced_reason(&self, name: &InstanceName) -> String {
+    async fn unplaced_reason(&self, name: &InstanceName) -> FleetStartError {
         let machines = self.fleet.machines().await.map(|m| m.len()).unwrap_or(0);
-        format!(
-            "fleet placed {} on no machine within {} s: each of the {machines} machine(s) runs another instance of \
-             {} {} already (Conflicts={}@{}-*.service), or none fits its [X-Fleet] requirements",
-            name.unit(),
-            self.options.schedule_timeout.as_secs(),
-            name.app,
-            name.set(),
-            name.app,
-            name.set(),
-        )
+        FleetStartError::Unplaced {
+            unit: name.unit(),
+            seconds: self.options.schedule_timeout.as_secs(),
+            machines,
+            app: name.app.clone(),
+            set: name.set(),
+        }
     }
 
-    fn reserve_port(&self, taken: &HashSet<u16>) -> Result<u16, String> {
+    fn reserve_port(&self, taken: &HashSet<u16>) -> Result<u16, FleetStartError> {
         let range = &self.options.ports;
         let mut book = guard(&self.ports);
         let (start, len) = (
@@ -367,9 +393,9 @@ impl FleetRuntime {
             };
             return Ok(port);
         }
-        Err(format!(
-            "every port of {range:?} is taken by an instance in the cluster"
-        ))
+        Err(FleetStartError::PortsTaken {
+            range: range.clone(),
+        })
     }
 
     /// Takes a failed start back: both units, its key and its port.
@@ -383,17 +409,16 @@ impl FleetRuntime {
         guard(&self.known).remove(&name.unit());
     }
 
-    async fn stop_instance(&self, id: &InstanceId) -> Result<(), String> {
+    async fn stop_instance(&self, id: &InstanceId) -> Result<(), FleetStopError> {
         let Some(name) = InstanceName::parse_unit(&id.key) else {
-            return Err(format!("{} is not a unit of nap's fleet runtime", id.key));
+            return Err(FleetStopError::NotOurs {
+                key: id.key.clone(),
+            });
         };
         // The sidekick first: the router stops sending traffic before the
         // instance goes.
         for unit in [name.discovery_unit(), name.unit()] {
-            self.fleet
-                .destroy_unit(&unit)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.fleet.destroy_unit(&unit).await?;
         }
         if let Some(etcd) = &self.etcd
             && let Err(e) = etcd.delete(&name.etcd_key()).await
@@ -402,6 +427,8 @@ impl FleetRuntime {
         }
         guard(&self.ports).reserved.remove(&name.port);
         guard(&self.known).remove(&name.unit());
+        // Out of the router's view before the wait for the machine.
+        self.discovery.refresh().await;
         let deadline = Instant::now() + self.options.stop_timeout;
         let filter = StateFilter {
             unit_name: Some(name.unit()),
@@ -416,12 +443,13 @@ impl FleetRuntime {
                         .first()
                         .map(|s| machine_label(&s.machine_id, &machines))
                         .unwrap_or_default();
-                    return Err(format!(
-                        "{name} is still reported by machine {on} {} s after fleet removed it",
-                        self.options.stop_timeout.as_secs()
-                    ));
+                    return Err(FleetStopError::StillReported {
+                        unit: name.unit(),
+                        machine: on,
+                        seconds: self.options.stop_timeout.as_secs(),
+                    });
                 }
-                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(e) if Instant::now() >= deadline => return Err(e.into()),
                 _ => tokio::time::sleep(self.options.poll_interval).await,
             }
         }
@@ -433,7 +461,7 @@ impl Runtime for FleetRuntime {
         "fleet"
     }
 
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, String>> {
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Started, StartError>> {
         let span = tracing::info_span!("instance", app = %spec.app, index = spec.index, release = %spec.release);
         Box::pin(self.start_instance(spec).instrument(span))
     }
@@ -441,17 +469,17 @@ impl Runtime for FleetRuntime {
     fn wait_healthy<'a>(
         &'a self,
         id: &'a InstanceId,
-        grace: Duration,
-    ) -> BoxFuture<'a, Result<(), Unhealthy>> {
+        policy: HealthPolicy,
+    ) -> BoxFuture<'a, Result<Healthy, Unhealthy>> {
         let span =
             tracing::info_span!("instance", app = %id.app, index = id.index, release = %id.release);
-        Box::pin(self.check_health(id, grace).instrument(span))
+        Box::pin(self.check_health(id, policy).instrument(span))
     }
 
-    fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), String>> {
+    fn stop<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), StopError>> {
         let span =
             tracing::info_span!("instance", app = %id.app, index = id.index, release = %id.release);
-        Box::pin(self.stop_instance(id).instrument(span))
+        Box::pin(async move { Ok(self.stop_instance(id).instrument(span).await?) })
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<Instance>> {
@@ -469,6 +497,23 @@ impl Runtime for FleetRuntime {
                 }
             }
         })
+    }
+
+    fn logs(&self, request: LogRequest) -> BoxFuture<'_, Result<LogLines, LogsError>> {
+        let app = request.app;
+        // The machines' journals keep the output; nap does not collect it.
+        Box::pin(async move {
+            Err(LogsError::Elsewhere {
+                hint: format!(
+                    "{app}'s instances run on the cluster's machines; their output is in each machine's journal: \
+                     journalctl -u '{app}@*' there ('ps {app}' shows the machines)"
+                ),
+            })
+        })
+    }
+
+    fn up_addresses(&self) -> watch::Receiver<Arc<UpAddresses>> {
+        self.discovery.receiver()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

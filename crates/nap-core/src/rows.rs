@@ -20,6 +20,9 @@ pub struct AppRow {
     pub up: u32,
     /// Instances wanted.
     pub desired: u32,
+    /// Whether its instances are isolated (a sandbox, or systemd's on a cluster); `false`
+    /// with `isolation: none`, where they can read nap's data.
+    pub isolated: bool,
 }
 
 /// One row of `ps APP --json`.
@@ -48,6 +51,8 @@ pub struct InstanceRow {
     pub memory_limit: Option<u64>,
     /// Whether the limit is enforced (a cgroup could be made).
     pub limit_enforced: bool,
+    /// Whether the instance is isolated (see [`AppRow::isolated`]).
+    pub isolated: bool,
 }
 
 /// One row of `releases APP --json`.

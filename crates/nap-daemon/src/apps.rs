@@ -1,6 +1,8 @@
 //! Apps: their records, creation on first push, and the access check in front
 //! of every use.
 
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nap_core::{AccessError, Action, AppName, Caller, NameError, check_access};
@@ -33,6 +35,21 @@ pub enum AppsError {
         /// What went wrong.
         message: String,
     },
+    /// Every uid of the range belongs to an app already.
+    #[error(
+        "no uid left for {app}: all {count} uids of app_uid_range {first}-{last} belong to \
+         apps; widen app_uid_range in nap's config file, or destroy apps that are not used"
+    )]
+    NoFreeUid {
+        /// The app that needs one.
+        app: String,
+        /// First uid of the range.
+        first: u32,
+        /// Last uid of the range.
+        last: u32,
+        /// How many uids the range has.
+        count: u64,
+    },
 }
 
 pub struct Apps {
@@ -43,6 +60,9 @@ pub struct Apps {
     /// Bumped whenever an app comes into being or is forgotten, so that the
     /// router's routes follow without reading the apps directory per request.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Where each app's own uid comes from, when apps get one (nap runs as root and
+    /// sandboxes them). A uid is given under the creation lock, so no two apps share one.
+    uids: Option<RangeInclusive<u32>>,
 }
 
 pub fn now() -> u64 {
@@ -53,12 +73,65 @@ pub fn now() -> u64 {
 }
 
 impl Apps {
-    pub fn new(data: DataDir) -> Apps {
+    /// The apps of `data`; each new app gets a uid of its own from `uids`, when given.
+    pub fn new(data: DataDir, uids: Option<RangeInclusive<u32>>) -> Apps {
         Apps {
             data,
             create: Mutex::new(()),
             changed: tokio::sync::watch::Sender::new(0),
+            uids,
         }
+    }
+
+    /// A uid for `app` that no app has, when apps get uids. The caller holds the creation
+    /// lock, so nobody else is giving one out meanwhile. A destroyed app's uid is free
+    /// again: by the time its record is gone its processes and its storage are too.
+    fn next_uid(&self, app: &AppName) -> Result<Option<u32>, AppsError> {
+        let Some(range) = &self.uids else {
+            return Ok(None);
+        };
+        let everyone = Caller {
+            user: String::new(),
+            admin: true,
+        };
+        let taken: BTreeSet<u32> = self
+            .visible(&everyone)?
+            .into_iter()
+            .filter_map(|(_, record)| record.uid)
+            .collect();
+        match crate::isolation::free_uid(range, &taken) {
+            Some(uid) => Ok(Some(uid)),
+            None => Err(AppsError::NoFreeUid {
+                app: app.to_string(),
+                first: *range.start(),
+                last: *range.end(),
+                count: u64::from(*range.end()) - u64::from(*range.start()) + 1,
+            }),
+        }
+    }
+
+    /// Gives every app that has no uid yet one of its own (apps made before nap gave out
+    /// uids, or while it ran without a sandbox). Returns how many got one.
+    pub async fn assign_missing_uids(&self) -> Result<usize, AppsError> {
+        if self.uids.is_none() {
+            return Ok(0);
+        }
+        let _guard = self.create.lock().await;
+        let everyone = Caller {
+            user: String::new(),
+            admin: true,
+        };
+        let mut assigned = 0;
+        for (app, mut record) in self.visible(&everyone)? {
+            if record.uid.is_some() {
+                continue;
+            }
+            record.uid = self.next_uid(&app)?;
+            self.save(&app, &record)?;
+            tracing::info!(app = %app, uid = ?record.uid, "app got a uid of its own");
+            assigned += 1;
+        }
+        Ok(assigned)
     }
 
     /// Learns of every app created or forgotten from now on.
@@ -125,18 +198,26 @@ impl Apps {
         if let Some(record) = record {
             return Ok((app, record));
         }
+        // Before anything is made: a full uid range refuses the app and changes nothing.
+        let uid = self.next_uid(&app)?;
         let repo = self.data.repo(app.as_str());
+        let storage = self.data.app_storage(app.as_str());
         let staging = self.data.repos().join(format!(".{app}.git.creating"));
         let repo_error = |message: String| AppsError::Repo {
             app: app.to_string(),
             message,
         };
-        // Leftovers of a crash half-way through an earlier creation.
+        // Leftovers of a crash half-way through an earlier creation, and the storage of an
+        // app of this name that a destroy could not delete: a new app starts empty.
         for stale in [&staging, &repo] {
             if stale.exists() {
                 std::fs::remove_dir_all(stale).map_err(|e| repo_error(e.to_string()))?;
             }
         }
+        crate::isolation::remove_storage(&storage).map_err(|source| StoreError::Io {
+            path: storage.clone(),
+            source,
+        })?;
         let created = (|| {
             nap_git::init_bare(&staging).map_err(|e| repo_error(e.to_string()))?;
             let hooks = staging.join("hooks");
@@ -147,6 +228,7 @@ impl Apps {
             let record = AppRecord {
                 owner: caller.user.clone(),
                 created: now(),
+                uid,
                 ..AppRecord::default()
             };
             self.save(&app, &record)?;
@@ -154,7 +236,7 @@ impl Apps {
         })();
         match created {
             Ok(record) => {
-                tracing::info!(app = %app, owner = %caller.user, "app created");
+                tracing::info!(app = %app, owner = %caller.user, uid = ?record.uid, "app created");
                 self.announce_change();
                 Ok((app, record))
             }

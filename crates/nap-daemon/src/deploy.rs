@@ -133,6 +133,13 @@ impl Daemon {
         for warning in &parsed.warnings {
             out.err(&format!(" !     warning: {warning}")).await;
         }
+        if !self.isolated() {
+            out.err(&format!(
+                " !     warning: {app}'s {}",
+                crate::isolation::NOT_ISOLATED
+            ))
+            .await;
+        }
         let profile = parsed.profile;
 
         let number = record.last_release + 1;
@@ -255,6 +262,10 @@ impl Daemon {
         indexes: &[u32],
         out: &mut Out<'_>,
     ) -> Result<(), Failed> {
+        let local = match self.local_app(app) {
+            Ok(local) => local,
+            Err(message) => return fail(out, message).await,
+        };
         let mut checks = JoinSet::new();
         for &index in indexes {
             let spec = InstanceSpec {
@@ -269,6 +280,7 @@ impl Daemon {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 memory: release.memory,
+                local: local.clone(),
             };
             let runtime = self.runtime.clone();
             let policy = HealthPolicy {

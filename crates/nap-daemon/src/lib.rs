@@ -13,6 +13,7 @@ pub mod fleet;
 mod gate;
 mod git_exec;
 pub mod hook;
+mod isolation;
 mod output;
 mod repo;
 mod tokens;
@@ -21,6 +22,7 @@ mod web;
 
 pub use apps::AppsError;
 pub use control::{Request, call};
+pub use isolation::{AppUidError, DEFAULT_APP_UIDS, Isolation, IsolationError, SandboxSettings};
 pub use output::Out;
 
 use std::net::SocketAddr;
@@ -75,6 +77,10 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Run instances across a fleet cluster instead of the local supervisor.
     pub fleet: Option<fleet::FleetSettings>,
+    /// Whether the local supervisor's instances run in a sandbox.
+    pub isolation: Isolation,
+    /// The sandbox's settings (with [`Isolation::Sandbox`]).
+    pub sandbox: SandboxSettings,
 }
 
 /// Something stopped the daemon from starting or running.
@@ -111,6 +117,9 @@ pub enum ServeError {
     /// The supervisor could not start.
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] nap_supervisor::NewError),
+    /// Apps cannot be isolated as configured (no sandbox here, a bad uid range).
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
 }
 
 /// The addresses a running daemon actually listens on (ports may have been 0).
@@ -139,6 +148,8 @@ pub struct Daemon {
     pending: Arc<fleet::PendingReleases>,
     /// One lock per app: deploys of an app wait for each other.
     deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How instances are kept apart.
+    confinement: isolation::Confinement,
 }
 
 impl Daemon {
@@ -159,18 +170,43 @@ impl Daemon {
         let users = users::UserBook::load(data.users_file())?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
         let pending = Arc::new(fleet::PendingReleases::default());
-        let runtime: Arc<dyn nap_runtime::Runtime> = match &settings.fleet {
+        let (runtime, confinement): (Arc<dyn nap_runtime::Runtime>, _) = match &settings.fleet {
             None => {
                 let mut config =
                     nap_supervisor::Config::new(settings.ports.clone(), data.logs(), data.run());
                 if !settings.cgroups {
                     config.cgroups = nap_supervisor::CgroupMode::Off;
                 }
-                Arc::new(nap_supervisor::Local::new(
-                    nap_supervisor::Supervisor::new(config).await?,
-                ))
+                // Before anything else runs: a sandbox that cannot be made stops the daemon.
+                let confinement = match settings.isolation {
+                    Isolation::Sandbox => {
+                        let sandbox = isolation::probe(&settings.sandbox, &data).await?;
+                        let per_app_uids = sandbox.runs_as_root();
+                        if per_app_uids {
+                            isolation::check_app_uid_range(&settings.sandbox.app_uids)
+                                .map_err(IsolationError::from)?;
+                        }
+                        info!(bwrap = %sandbox.bwrap().display(), version = %sandbox.version(), per_app_uids, "every instance runs in the sandbox");
+                        config.isolation = nap_supervisor::Isolation::Sandbox(sandbox);
+                        isolation::Confinement::Sandboxed { per_app_uids }
+                    }
+                    Isolation::None => {
+                        tracing::warn!("isolation: none: {}", isolation::NOT_ISOLATED);
+                        isolation::Confinement::None
+                    }
+                };
+                let supervisor = nap_supervisor::Supervisor::new(config).await?;
+                (
+                    Arc::new(nap_supervisor::Local::new(supervisor)),
+                    confinement,
+                )
             }
             Some(cluster) => {
+                if settings.isolation == Isolation::None {
+                    tracing::warn!(
+                        "isolation: none has no effect with runtime: fleet; units always run in systemd's sandbox"
+                    );
+                }
                 let config = nap_fleet::FleetConfig {
                     fleet_endpoint: cluster.endpoint.clone(),
                     etcd_endpoints: cluster.etcd_endpoints.clone(),
@@ -185,16 +221,35 @@ impl Daemon {
                     ports: settings.ports.clone(),
                     ..Default::default()
                 };
-                Arc::new(nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?)
+                let runtime =
+                    nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?;
+                (Arc::new(runtime), isolation::Confinement::Cluster)
             }
         };
+        let app_uids = match confinement {
+            isolation::Confinement::Sandboxed { per_app_uids: true } => {
+                Some(settings.sandbox.app_uids.clone())
+            }
+            _ => None,
+        };
+        let apps = apps::Apps::new(data.clone(), app_uids);
+        // Apps made before nap gave out uids (or while it ran unsandboxed) get theirs now,
+        // before anything starts them.
+        let assigned = apps
+            .assign_missing_uids()
+            .await
+            .map_err(IsolationError::from)?;
+        if assigned > 0 {
+            info!(apps = assigned, "gave existing apps uids of their own");
+        }
         Ok(Daemon {
             secret,
             pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
             deploy_locks: std::sync::Mutex::default(),
-            apps: apps::Apps::new(data.clone()),
+            apps,
+            confinement,
             users,
             pushes: hook::Pushes::default(),
             data,

@@ -22,6 +22,8 @@ fn spec(release: &str, index: u32) -> InstanceSpec {
         cwd: "/nowhere/on/the/machines".into(),
         env: Vec::new(),
         memory: None,
+        // What the local runtime sandboxes with; fleet's machines have their own.
+        local: Default::default(),
     }
 }
 

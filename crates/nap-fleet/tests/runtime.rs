@@ -71,6 +71,8 @@ fn spec(app: &str, release: &str, index: u32) -> InstanceSpec {
         cwd: "/nowhere/on/the/machines".into(),
         env: vec![("GREETING".to_owned(), "hello".to_owned())],
         memory: Some(256 << 20),
+        // What the local runtime sandboxes with; fleet's machines have their own.
+        local: Default::default(),
     }
 }
 

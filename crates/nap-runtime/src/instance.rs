@@ -23,6 +23,34 @@ pub struct InstanceSpec {
     pub env: Vec<(String, String)>,
     /// Memory limit in bytes.
     pub memory: Option<u64>,
+    /// The app's own corner of the machine that runs nap: what the local runtime sandboxes
+    /// each instance with. A cluster runtime ignores it.
+    pub local: LocalApp,
+}
+
+/// What sets one app apart from every other on the machine that runs nap itself: a
+/// directory of its own and, when nap runs as root, a uid of its own. The local runtime
+/// builds each instance's sandbox from it. A cluster runtime ignores it: its machines give
+/// each app storage and a user of their own (systemd's `StateDirectory=` and `DynamicUser=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalApp {
+    /// The app's persistent, writable directory on this machine (`$NAP_STORAGE`): kept across
+    /// deploys, restarts, rollbacks and daemon restarts, removed with the app. The runtime
+    /// makes it when it is missing and gives it to the app's identity.
+    pub storage: PathBuf,
+    /// The uid and gid the app runs as, when nap runs as root: one pair per app, never
+    /// shared. `None` when nap runs as an ordinary user, whose uid every app then shares
+    /// (each in a user namespace of its own).
+    pub ids: Option<AppIds>,
+}
+
+/// An app's own uid and gid on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppIds {
+    /// The uid.
+    pub uid: u32,
+    /// The gid.
+    pub gid: u32,
 }
 
 /// One started instance, as the runtime names it. Two releases of the same `APP@I` may run

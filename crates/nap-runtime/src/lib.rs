@@ -9,7 +9,7 @@
 //! agree on it:
 //!
 //! - [`InstanceSpec`], [`InstanceId`], [`Started`], [`Instance`], [`InstanceState`]: what an
-//!   instance is.
+//!   instance is; [`LocalApp`], what keeps an app apart from the others on nap's own machine.
 //! - [`HealthPolicy`], [`Healthy`], [`Unhealthy`]: the one rule that says when a new instance
 //!   is healthy (see [`health`](mod@health)); the deployer does not probe anything itself.
 //! - [`LogRequest`], [`LogLine`], [`LogsError`]: instance output, from wherever it is kept.
@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use health::{HealthPolicy, Healthy, Unhealthy};
-pub use instance::{Instance, InstanceId, InstanceSpec, InstanceState, Started};
+pub use instance::{AppIds, Instance, InstanceId, InstanceSpec, InstanceState, LocalApp, Started};
 pub use logs::{LogLine, LogLines, LogRequest, LogsError};
 
 /// A boxed future, as runtimes return them.

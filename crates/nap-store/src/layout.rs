@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 /// apps/APP/releases/vN/  checked-out trees; vN.json beside them
 /// logs/APP/APP@I.log     instance output
 /// run/                   the supervisor's records of running processes
+/// storage/APP/           the app's persistent directory, $NAP_STORAGE (0700, the app's uid)
+/// sandbox/               the sandbox's own files (its copies of a few /etc files)
 /// ```
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -92,5 +94,18 @@ impl DataDir {
     /// The supervisor's process records.
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
+    }
+    /// Every app's persistent directory.
+    pub fn storage(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+    /// One app's persistent directory (`$NAP_STORAGE`): kept across deploys, restarts,
+    /// rollbacks and daemon restarts, removed with the app.
+    pub fn app_storage(&self, app: &str) -> PathBuf {
+        self.storage().join(app)
+    }
+    /// The sandbox's state: the copies of host files it shows apps under `/etc`.
+    pub fn sandbox(&self) -> PathBuf {
+        self.root.join("sandbox")
     }
 }

@@ -64,6 +64,11 @@ pub struct AppRecord {
     /// The app this one was cloned from, for `clone` numbering.
     #[serde(default)]
     pub similar_to: Option<String>,
+    /// The uid (and gid) its instances run as when nap runs as root: its own, from
+    /// `app_uid_range`, given once and kept for the app's life. `None` for an app made by a
+    /// nap that did not need one (it gets one at the next start that does).
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 /// `apps/APP/releases/vN.json`: one deploy.

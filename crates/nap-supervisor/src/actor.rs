@@ -308,14 +308,9 @@ impl Actor {
                 self.instances.insert(id.clone(), instance);
                 Ok(Started { id, port, pid })
             }
-            Err(source) => {
+            Err(error) => {
                 remove_cgroup(&instance);
-                Err(SpawnError::Spawn {
-                    app: id.app,
-                    index: id.index,
-                    source,
-                }
-                .into())
+                Err(error.into())
             }
         }
     }
@@ -356,12 +351,22 @@ impl Actor {
     }
 
     /// Starts a process for `instance` and the tasks that carry its output and watch it.
-    fn spawn_run(&self, instance: &mut Instance, number: u64) -> std::io::Result<u32> {
-        let mut child = run::spawn(&instance.spec, instance.port, instance.cgroup.as_ref())?;
-        let pid = child
-            .id()
-            .ok_or_else(|| std::io::Error::other("the new process was already reaped"))?;
-        let pgid = i32::try_from(pid).map_err(std::io::Error::other)?;
+    fn spawn_run(&self, instance: &mut Instance, number: u64) -> Result<u32, SpawnError> {
+        let mut child = run::spawn(
+            &instance.spec,
+            instance.port,
+            instance.cgroup.as_ref(),
+            &self.config.isolation,
+        )?;
+        let spawn_error = |source| SpawnError::Spawn {
+            app: instance.id.app.clone(),
+            index: instance.id.index,
+            source,
+        };
+        let pid = child.id().ok_or_else(|| {
+            spawn_error(std::io::Error::other("the new process was already reaped"))
+        })?;
+        let pgid = i32::try_from(pid).map_err(|e| spawn_error(std::io::Error::other(e)))?;
         // Before the output pumps start, so that this line comes first.
         instance.log.event(&format!(
             "started {} pid {pid} port {}",

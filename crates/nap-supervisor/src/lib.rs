@@ -15,10 +15,15 @@
 //!
 //! - An instance keeps its port across restarts; the port is released only by `stop`. The
 //!   router's table stays right while an instance crash-loops.
-//! - The command runs under a tiny `/bin/sh` wrapper (see `run.rs`) that enters the instance's
-//!   cgroup before the app starts and, on SIGTERM, waits for its command to die before it
-//!   exits, so the app is reaped by its own parent rather than left to init. A shell reports a
-//!   command killed by a signal ("Terminated", "Killed"); such lines appear in the log.
+//! - Every instance runs in the sandbox of `nap-sandbox` ([`Isolation::Sandbox`]), built from
+//!   the spec's [`nap_runtime::LocalApp`]: its release read-only, its storage writable, its
+//!   own uid when nap runs as root, its own processes only. The sandbox's outer shell enters
+//!   the instance's cgroup before it execs bwrap, so the limit holds for every process of the
+//!   sandbox (see `run.rs`). Inside, a tiny `/bin/sh` wrapper waits on SIGTERM for its command
+//!   to die before it exits. A shell reports a command killed by a signal ("Terminated",
+//!   "Killed"); such lines appear in the log.
+//! - No variable of the daemon's environment reaches an instance: it gets `PATH`, `LANG`, the
+//!   spec's variables and the runtime's own (`PORT`, `NAP_*`).
 //! - [`Supervisor::wait_healthy`] applies the rule of [`nap_runtime::health`] to the process
 //!   that `start` started: a restart since then makes the instance unhealthy. The port is tried
 //!   from the start; where the instance listens instead is looked at (in `/proc`) at the end of
@@ -62,7 +67,9 @@ use std::time::{Duration, SystemTime};
 pub use cgroup::{CgroupVersion, MemoryLimits};
 pub use local::Local;
 pub use nap_runtime::StartError;
-pub use nap_runtime::{HealthPolicy, Healthy, InstanceSpec, InstanceState, Unhealthy};
+pub use nap_runtime::{
+    AppIds, HealthPolicy, Healthy, InstanceSpec, InstanceState, LocalApp, Unhealthy,
+};
 pub use supervisor::{NewError, SpawnError, StopError, Supervisor};
 
 /// Whether the supervisor may put instances into memory cgroups.
@@ -74,6 +81,26 @@ pub enum CgroupMode {
     Auto,
     /// Never create cgroups; memory limits are reported as not enforced.
     Off,
+}
+
+/// Whether instances run in a sandbox.
+#[derive(Debug, Clone, Default)]
+pub enum Isolation {
+    /// Every instance runs in this sandbox (which the daemon probed at start): it sees its
+    /// release read-only, its storage, a private `/tmp` and its own processes, and nothing of
+    /// nap's data or of other apps.
+    Sandbox(nap_sandbox::Sandbox),
+    /// Instances are plain child processes with the daemon's uid (`isolation: none`): each
+    /// can read and signal everything the daemon can.
+    #[default]
+    None,
+}
+
+impl Isolation {
+    /// Whether instances run in a sandbox.
+    pub fn is_sandboxed(&self) -> bool {
+        matches!(self, Isolation::Sandbox(_))
+    }
 }
 
 /// How the supervisor behaves. [`Config::new`] fills in the defaults.
@@ -100,11 +127,14 @@ pub struct Config {
     /// Where the pid records of running instances live (`APP@I-SERIAL.json`), so that the next
     /// daemon can stop what this one left behind.
     pub state_dir: PathBuf,
+    /// Whether instances run in a sandbox.
+    pub isolation: Isolation,
 }
 
 impl Config {
     /// A configuration with the default timings (stop grace 5 s, backoff 0.5 s doubling up to
-    /// 30 s, stable after 10 s), 10 MiB log files and cgroups where they work.
+    /// 30 s, stable after 10 s), 10 MiB log files, cgroups where they work, and no sandbox
+    /// (the daemon gives it the sandbox it probed).
     pub fn new(ports: Range<u16>, logs_dir: PathBuf, state_dir: PathBuf) -> Config {
         Config {
             ports,
@@ -116,6 +146,7 @@ impl Config {
             stable_after: Duration::from_secs(10),
             log_max_bytes: 10 * 1024 * 1024,
             state_dir,
+            isolation: Isolation::None,
         }
     }
 }
@@ -143,6 +174,12 @@ fn validate(spec: &InstanceSpec) -> Result<(), String> {
     }
     if !spec.cwd.is_dir() {
         return Err(format!("{} is not a directory", spec.cwd.display()));
+    }
+    if !spec.local.storage.is_absolute() {
+        return Err(format!(
+            "the storage directory {:?} is not an absolute path",
+            spec.local.storage
+        ));
     }
     Ok(())
 }

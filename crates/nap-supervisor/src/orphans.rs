@@ -145,8 +145,16 @@ fn read_records(state_dir: &Path) -> Vec<(PathBuf, Record)> {
 ///
 /// The process group is the instance's when its leader is the recorded process (same pid,
 /// same start time), or when the leader is gone but members remain: a group id cannot be
-/// taken by a new group while the old one has members. When the pid now belongs to another
-/// process, the group is not ours; only the cgroup (named for this instance alone) is.
+/// taken by a new group while the old one has members (the kernel frees a pid only once no
+/// process uses it as its pid, process group or session). When the pid now belongs to
+/// another process, the group is not ours; only the cgroup (named for this instance alone)
+/// is.
+///
+/// The second case is the usual one for a sandboxed instance whose daemon died during a
+/// stop: the recorded leader is bwrap's outer process, which dies of the stop's SIGTERM at
+/// once and was reaped by that daemon, while bwrap's init and the app, still shutting down,
+/// keep the group alive (and stay in the cgroup). Killing the group's members, then the
+/// cgroup's, finds them (tested in `tests/sandbox.rs`).
 fn orphan_group(record: &Record) -> Option<Group> {
     let cgroup = record
         .cgroup

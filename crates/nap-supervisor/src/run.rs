@@ -1,7 +1,40 @@
 //! One run of an instance: spawning its process, and watching it until it exits or is stopped.
 //!
-//! The command runs under a small `/bin/sh` wrapper (`$3` is `exec ` for a simple command,
-//! see [`execs`], and empty otherwise):
+//! Every instance runs in the sandbox of `nap-sandbox` (unless the operator turned it off with
+//! `isolation: none`). What the supervisor spawns is the sandbox's outer `/bin/sh`, which first
+//! moves itself into the instance's cgroup (when there is one) and then execs bwrap, so that
+//! bwrap, its init and every process of the app are in the cgroup, and no byte the app
+//! allocates escapes the limit, without any code between fork and exec in the daemon:
+//!
+//! ```text
+//! sh -c 'echo $$ > "$1/cgroup.procs" || exit 97; exec bwrap …'   (our child, group leader)
+//!  └─ bwrap's init (pid 1 inside)
+//!      └─ sh -c 'trap …; eval "set --; exec COMMAND"'             (pid 2 inside: the app)
+//! ```
+//!
+//! Inside, the command runs under a small `/bin/sh` wrapper (`$2` is `exec ` for a simple
+//! command, see [`execs`], and empty otherwise):
+//!
+//! ```sh
+//! trap 'exit 143' TERM
+//! eval "set --; $2$1"
+//! ```
+//!
+//! - The trap makes the shell wait for its foreground command to die of the same SIGTERM and
+//!   reap it before exiting, so the command's exit is its parent's to see. (The app itself
+//!   gets the default SIGTERM disposition: a caught signal is reset by exec.)
+//! - `eval` runs the command in the wrapper shell itself, with no positional parameters left.
+//! - A simple command (`python3 app.py --port $PORT`) is exec'd: the app is pid 2 of the
+//!   sandbox, with no shell left behind it. Lists, pipelines, `&&`, assignments and builtins
+//!   keep the shell and the trap above.
+//! - A SIGTERM to the group reaches the app at once; bwrap's outer process (our child) dies of
+//!   it at once too, while the app may take its time: a stop therefore waits for the group and
+//!   the cgroup to be empty, not only for our child (see [`supervise`]). When the app exits by
+//!   itself, bwrap exits with its status (128+N for a signal), and whatever the app left
+//!   behind is killed.
+//!
+//! With `isolation: none` the wrapper is the supervisor's child itself and joins the cgroup
+//! first (`$2` is the cgroup, `$3` the `exec `):
 //!
 //! ```sh
 //! trap 'exit 143' TERM
@@ -9,36 +42,29 @@
 //! eval "set --; $3$1"
 //! ```
 //!
-//! - The wrapper moves itself into the instance's cgroup (when there is one) before the app
-//!   runs, so that no byte the app allocates escapes the limit, without any code between fork
-//!   and exec in the daemon.
-//! - The trap makes the shell, which is the process group leader and our child, wait for its
-//!   foreground command to die of the same SIGTERM and reap it before exiting. Without it the
-//!   shell would die first and leave the app's process to be reaped by init, whenever init
-//!   gets to it. (The app itself gets the default SIGTERM disposition: a caught signal is
-//!   reset by exec.)
-//! - `eval` runs the command in the wrapper shell itself, with no positional parameters left.
-//! - A simple command (`python3 app.py --port $PORT`) is exec'd: the app becomes the group
-//!   leader and our child, with no shell left behind it (one fork less per start, and the
-//!   pid that `ps` shows is the app's). Lists, pipelines, `&&`, assignments and builtins keep
-//!   the shell and the trap above.
+//! Either way the instance's environment is built here and nothing of the daemon's is
+//! inherited: `PATH` (the sandbox's default), `LANG=C.UTF-8`, the spec's variables, then
+//! `PORT`, `NAP_APP`, `NAP_INSTANCE`, `NAP_RELEASE` and `NAP_STORAGE`.
 
-use std::io;
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use nap_sandbox::{Identity, Policy, Sandbox};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
-use crate::InstanceSpec;
 use crate::cgroup::{Cgroup, JOIN_FAILED_STATUS};
 use crate::group::Group;
+use crate::supervisor::SpawnError;
+use crate::{InstanceSpec, Isolation};
 
-/// Variables passed on from the daemon's environment; everything else starts clean.
-const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// The locale every instance gets unless its config says otherwise: UTF-8, which every
+/// glibc has built in.
+const LANG: &str = "C.UTF-8";
 
 /// How long a run's output pipes get to reach end of file after its processes are gone (only
 /// a process that escaped the group and the cgroup can hold them open longer).
@@ -48,12 +74,21 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// died with them). A usual init reaps at once; some poll every few seconds.
 const REAP_WAIT: Duration = Duration::from_secs(5);
 
-fn wrapper_script() -> String {
+/// The wrapper of an unsandboxed instance (`isolation: none`), which joins the cgroup itself.
+fn unsandboxed_wrapper() -> String {
     format!(
         "trap 'exit 143' TERM\n\
          [ -z \"$2\" ] || echo $$ > \"$2/cgroup.procs\" || exit {JOIN_FAILED_STATUS}\n\
          eval \"set --; $3$1\"\n"
     )
+}
+
+/// The wrapper inside the sandbox; the sandbox's outer shell has joined the cgroup.
+const SANDBOXED_WRAPPER: &str = "trap 'exit 143' TERM\neval \"set --; $2$1\"\n";
+
+/// What the sandbox's outer shell runs before it execs bwrap: join the cgroup (`$1`).
+fn join_cgroup_prelude() -> String {
+    format!("echo $$ > \"$1/cgroup.procs\" || exit {JOIN_FAILED_STATUS}")
 }
 
 /// Words that the shell runs itself: `exec WORD` would look for a program of that name.
@@ -84,36 +119,155 @@ pub(crate) fn execs(command: &str) -> bool {
         && !SHELL_WORDS.contains(&first.as_str())
 }
 
+/// The instance's whole environment: a sane `PATH` and locale, the spec's variables, then the
+/// runtime's own (`PORT`, `NAP_APP`, `NAP_INSTANCE`, `NAP_RELEASE`), which win. Names with
+/// the `NAP_` prefix are the runtime's: the spec's are dropped (the sandbox refuses the ones
+/// it sets itself, such as `NAP_STORAGE`).
+fn instance_env(spec: &InstanceSpec, port: u16) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_owned(), nap_sandbox::DEFAULT_PATH.to_owned());
+    env.insert("LANG".to_owned(), LANG.to_owned());
+    for (key, value) in &spec.env {
+        if !key.starts_with("NAP_") {
+            env.insert(key.clone(), value.clone());
+        }
+    }
+    env.insert("PORT".to_owned(), port.to_string());
+    env.insert("NAP_APP".to_owned(), spec.app.clone());
+    env.insert("NAP_INSTANCE".to_owned(), spec.index.to_string());
+    env.insert("NAP_RELEASE".to_owned(), spec.release.clone());
+    env
+}
+
 /// Starts the instance's process: the leader of a new process group, stdin from /dev/null,
-/// stdout and stderr piped, environment clean apart from [`INHERITED_ENV`], the spec's `env`,
-/// and `PORT`, `NAP_APP`, `NAP_INSTANCE`, `NAP_RELEASE` (which win over the spec's `env`).
-pub(crate) fn spawn(spec: &InstanceSpec, port: u16, cgroup: Option<&Cgroup>) -> io::Result<Child> {
+/// stdout and stderr piped, in the sandbox unless isolation is off. The app's storage
+/// directory is made (or kept) and given to the app's identity first.
+pub(crate) fn spawn(
+    spec: &InstanceSpec,
+    port: u16,
+    cgroup: Option<&Cgroup>,
+    isolation: &Isolation,
+) -> Result<Child, SpawnError> {
+    match isolation {
+        Isolation::Sandbox(sandbox) => spawn_sandboxed(sandbox, spec, port, cgroup),
+        Isolation::None => spawn_unsandboxed(spec, port, cgroup),
+    }
+}
+
+fn spawn_sandboxed(
+    sandbox: &Sandbox,
+    spec: &InstanceSpec,
+    port: u16,
+    cgroup: Option<&Cgroup>,
+) -> Result<Child, SpawnError> {
+    let identity = match (sandbox.runs_as_root(), spec.local.ids) {
+        (false, _) => Identity::DaemonUser,
+        (true, Some(ids)) => Identity::AppUser {
+            uid: ids.uid,
+            gid: ids.gid,
+        },
+        (true, None) => {
+            return Err(SpawnError::NoAppUid {
+                app: spec.app.clone(),
+            });
+        }
+    };
+    prepare_storage(spec, identity)?;
+    let policy = Policy {
+        release: spec.cwd.clone(),
+        release_writable: false,
+        storage: spec.local.storage.clone(),
+        cache: None,
+        env: instance_env(spec, port),
+        identity,
+    };
+    let exec = if execs(&spec.command) { "exec " } else { "" };
+    let launch = sandbox
+        .launch(
+            &policy,
+            &[
+                "/bin/sh",
+                "-c",
+                SANDBOXED_WRAPPER,
+                "sh",
+                &spec.command,
+                exec,
+            ],
+        )
+        .map_err(|source| SpawnError::Sandbox {
+            app: spec.app.clone(),
+            index: spec.index,
+            source,
+        })?;
+    let mut command = match cgroup {
+        Some(cgroup) => {
+            let mut command = launch.command(&join_cgroup_prelude());
+            command.arg(cgroup.dir());
+            command
+        }
+        None => launch.command(""),
+    };
+    command
+        .current_dir("/")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    launch
+        .spawn(&mut command)
+        .map_err(|source| SpawnError::Spawn {
+            app: spec.app.clone(),
+            index: spec.index,
+            source,
+        })
+}
+
+/// `isolation: none`: the command as a plain child with the daemon's uid, which can read and
+/// signal everything the daemon can. Only the environment is the instance's own.
+fn spawn_unsandboxed(
+    spec: &InstanceSpec,
+    port: u16,
+    cgroup: Option<&Cgroup>,
+) -> Result<Child, SpawnError> {
+    prepare_storage(spec, Identity::DaemonUser)?;
+    let mut env = instance_env(spec, port);
+    env.entry("HOME".to_owned())
+        .or_insert_with(|| nap_sandbox::HOME_DIR.to_owned());
+    env.insert(
+        nap_sandbox::STORAGE_VAR.to_owned(),
+        spec.local.storage.display().to_string(),
+    );
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
-        .arg(wrapper_script())
+        .arg(unsandboxed_wrapper())
         .arg("sh")
         .arg(&spec.command)
         .arg(cgroup.map(|c| c.dir().as_os_str()).unwrap_or_default())
         .arg(if execs(&spec.command) { "exec " } else { "" })
         .current_dir(&spec.cwd)
-        .env_clear();
-    for key in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(key) {
-            command.env(key, value);
-        }
-    }
-    command
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("PORT", port.to_string())
-        .env("NAP_APP", &spec.app)
-        .env("NAP_INSTANCE", spec.index.to_string())
-        .env("NAP_RELEASE", &spec.release)
+        .env_clear()
+        .envs(&env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    command.spawn()
+    command.spawn().map_err(|source| SpawnError::Spawn {
+        app: spec.app.clone(),
+        index: spec.index,
+        source,
+    })
+}
+
+/// Makes the app's storage directory if it is missing and gives it to `identity` (mode
+/// 0700); what is in it stays as it is.
+fn prepare_storage(spec: &InstanceSpec, identity: Identity) -> Result<(), SpawnError> {
+    nap_sandbox::prepare_writable_dir(&spec.local.storage, identity).map_err(|source| {
+        SpawnError::Storage {
+            app: spec.app.clone(),
+            path: spec.local.storage.clone(),
+            source,
+        }
+    })
 }
 
 /// How a run ended.

@@ -57,6 +57,32 @@ pub enum SpawnError {
         /// The cause.
         source: io::Error,
     },
+    /// The app's storage directory cannot be made or given to the app.
+    #[error("cannot prepare the storage of {app} ({}): {source}", path.display())]
+    Storage {
+        /// The app.
+        app: String,
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The sandbox cannot be made for this instance.
+    #[error("cannot sandbox {app}@{index}: {source}")]
+    Sandbox {
+        /// The app.
+        app: String,
+        /// The instance number.
+        index: u32,
+        /// Why.
+        source: nap_sandbox::LaunchError,
+    },
+    /// nap runs as root, and the spec gives the app no uid of its own: it would run as root.
+    #[error("nap runs as root, so {app} needs a uid of its own, and none was given")]
+    NoAppUid {
+        /// The app.
+        app: String,
+    },
 }
 
 impl From<SpawnError> for StartError {

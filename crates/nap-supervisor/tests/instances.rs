@@ -180,28 +180,58 @@ async fn bad_specs_are_refused_before_anything_runs() {
 
 #[tokio::test]
 async fn a_simple_command_is_the_process_itself_and_a_list_keeps_its_shell() {
-    let fixture = Fixture::new().await;
-    let comm = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .expect("comm")
-            .trim()
-            .to_owned()
-    };
-    let simple = fixture.start("worker", 1, "sleep 300").await;
-    let list = fixture.start("worker", 2, "echo starting; sleep 300").await;
-    for started in [&simple, &list] {
-        fixture
-            .supervisor
-            .wait_healthy(&started.id, Duration::from_millis(100))
-            .await
-            .expect("healthy");
+    // In the sandbox the instance's process group is bwrap, its init and then the command;
+    // without, the command alone. Either way a simple command leaves no shell behind.
+    for sandboxed in [true, false] {
+        let fixture = if sandboxed {
+            Fixture::new().await
+        } else {
+            Fixture::unsandboxed_with(|_| {}).await
+        };
+        let simple = fixture.start("worker", 1, "sleep 300").await;
+        let list = fixture.start("worker", 2, "echo starting; sleep 300").await;
+        for started in [&simple, &list] {
+            fixture
+                .supervisor
+                .wait_healthy(&started.id, Duration::from_millis(100))
+                .await
+                .expect("healthy");
+        }
+        // The wrapper shell runs first, then execs: wait for that, with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while group_commands(simple.pid) != ["sleep"] && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            group_commands(simple.pid),
+            ["sleep"],
+            "exec'd, no shell in between (sandboxed: {sandboxed})"
+        );
+        assert_eq!(
+            group_commands(list.pid),
+            ["sh", "sleep"],
+            "a list runs in the wrapper shell (sandboxed: {sandboxed})"
+        );
+        fixture.supervisor.shutdown().await;
     }
-    // The wrapper shell runs first, then execs: wait for that, with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while comm(simple.pid) != "sleep" && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(comm(simple.pid), "sleep", "exec'd, no shell in between");
-    assert_eq!(comm(list.pid), "sh", "a list runs in the wrapper shell");
-    fixture.supervisor.shutdown().await;
+}
+
+/// The command names of the live members of process group `pgid`, bwrap's own left out,
+/// sorted.
+fn group_commands(pgid: u32) -> Vec<String> {
+    let mut commands: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let live = !matches!(fields.first(), Some(&"Z") | Some(&"X"));
+            (live && fields.get(2)? == &pgid.to_string() && name != "bwrap")
+                .then(|| name.to_owned())
+        })
+        .collect();
+    commands.sort();
+    commands
 }

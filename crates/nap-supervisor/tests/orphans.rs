@@ -100,6 +100,10 @@ async fn instances_left_by_a_crashed_daemon_are_stopped() {
             cwd: fixture_dir,
             env: Vec::new(),
             memory: None,
+            local: nap_supervisor::LocalApp {
+                storage: dir.path().join("storage"),
+                ids: None,
+            },
         })
         .await
         .expect("start");

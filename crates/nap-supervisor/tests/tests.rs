@@ -10,3 +10,4 @@ mod memory;
 mod orphans;
 mod restarts;
 mod runtime;
+mod sandbox;

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use nap_supervisor::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, Supervisor};
+use nap_supervisor::{
+    AppIds, Config, InstanceId, InstanceSpec, InstanceStatus, Isolation, LocalApp, Started,
+    Supervisor,
+};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -61,14 +64,39 @@ impl Fixture {
         Fixture::with(|_| {}).await
     }
 
-    /// A fixture whose config the caller adjusts (timings, log size, ports).
+    /// A fixture whose config the caller adjusts (timings, log size, ports). Its instances
+    /// run in the sandbox, as the daemon runs them.
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+        Fixture::make(true, adjust).await
+    }
+
+    /// A fixture whose instances run as plain child processes, as with `isolation: none`.
+    pub async fn unsandboxed_with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+        Fixture::make(false, adjust).await
+    }
+
+    async fn make(sandboxed: bool, adjust: impl FnOnce(&mut Config)) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::new(
             next_port_range(),
             dir.path().join("logs"),
             dir.path().join("state"),
         );
+        if sandboxed {
+            let sandbox = nap_sandbox::Sandbox::probe(&nap_sandbox::SandboxOptions {
+                bwrap: None,
+                ro_paths: Vec::new(),
+                protected: nap_sandbox::Protected {
+                    data_dir: dir.path().to_owned(),
+                    home: None,
+                    control_socket: dir.path().join("nap.sock"),
+                },
+                state_dir: dir.path().join("sandbox"),
+            })
+            .await
+            .expect("bubblewrap works here");
+            config.isolation = Isolation::Sandbox(sandbox);
+        }
         adjust(&mut config);
         let supervisor = Supervisor::new(config.clone()).await.expect("supervisor");
         fs::create_dir_all(dir.path().join("app")).expect("app dir");
@@ -89,6 +117,11 @@ impl Fixture {
         fs::write(self.app_dir().join(name), contents).expect("write fixture file");
     }
 
+    /// The storage directory of `app` (`$NAP_STORAGE`).
+    pub fn storage(&self, app: &str) -> PathBuf {
+        self.dir.path().join("storage").join(app)
+    }
+
     pub fn spec(&self, app: &str, index: u32, command: &str) -> InstanceSpec {
         InstanceSpec {
             app: app.to_owned(),
@@ -98,6 +131,10 @@ impl Fixture {
             cwd: self.app_dir(),
             env: Vec::new(),
             memory: None,
+            local: LocalApp {
+                storage: self.storage(app),
+                ids: Some(app_ids(app)),
+            },
         }
     }
 
@@ -142,23 +179,42 @@ impl Fixture {
 impl Drop for Fixture {
     /// If a test failed half-way, kill what its supervisor left running, using the pid records.
     fn drop(&mut self) {
-        let Ok(entries) = fs::read_dir(&self.config.state_dir) else {
-            return;
+        kill_recorded_groups(&self.config.state_dir);
+    }
+}
+
+/// Kills (SIGKILL) every process group recorded in a supervisor's state directory: what a
+/// test's supervisor left running when the test failed half-way.
+pub fn kill_recorded_groups(state_dir: &Path) {
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = fs::read_to_string(entry.path()) else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let Ok(text) = fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
-                continue;
-            };
-            if let Some(pgid) = record["pgid"].as_i64().and_then(|p| i32::try_from(p).ok())
-                && pgid > 1
-            {
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-            }
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(pgid) = record["pgid"].as_i64().and_then(|p| i32::try_from(p).ok())
+            && pgid > 1
+        {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
     }
+}
+
+/// The uid and gid an app of these tests runs as when the tests run as root: one per app
+/// name, from a range no other test uses.
+pub fn app_ids(app: &str) -> AppIds {
+    let sum: u32 = app.bytes().map(u32::from).sum();
+    let uid = 262_000 + sum % 3000;
+    AppIds { uid, gid: uid }
+}
+
+/// Whether the tests run as root (then sandboxed apps get uids of their own).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// `GET /` on 127.0.0.1:PORT; the response body, or the error.

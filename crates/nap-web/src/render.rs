@@ -56,9 +56,17 @@ fn app_badge(app: &AppRow) -> &'static str {
     }
 }
 
+/// What the pages say when instances run without a sandbox (`isolation: none`).
+const NOT_ISOLATED: &str = "<p class=\"flash error\" id=\"not-isolated\">Not isolated: \
+     instances run without a sandbox (<code>isolation: none</code>), as nap's own user; \
+     every app can read nap's data and reach every other app.</p>\n";
+
 /// The apps table and the "Deploy from URL" form.
 pub(crate) fn apps(session: &Session, apps: &[AppRow]) -> String {
     let mut html = String::from("<h1>Apps</h1>\n");
+    if apps.iter().any(|app| !app.isolated) {
+        html.push_str(NOT_ISOLATED);
+    }
     if apps.is_empty() {
         html.push_str("<p class=\"empty\">No apps yet. Push one with <code>git push</code>, or deploy one from a URL below.</p>\n");
     } else {
@@ -183,6 +191,9 @@ pub(crate) fn app(session: &Session, detail: &AppDetail, logs: &[String]) -> Str
         badge = app_badge(app),
         deploy = deploy_form(session, true),
     );
+    if !app.isolated {
+        html.push_str(NOT_ISOLATED);
+    }
     html.push_str(&instances(&detail.instances));
     html.push_str("<h2>Recent logs</h2>\n");
     if logs.is_empty() {

@@ -33,6 +33,14 @@ pub struct FileConfig {
     pub fleet_endpoint: Option<String>,
     pub etcd_endpoints: Option<Vec<String>>,
     pub fleet_nap_url: Option<String>,
+    /// `sandbox` (default) or `none`.
+    pub isolation: Option<String>,
+    /// Host paths every sandbox sees read-only.
+    pub sandbox_ro_paths: Option<Vec<PathBuf>>,
+    /// The bwrap binary; default: `bwrap` in PATH.
+    pub sandbox_bwrap: Option<PathBuf>,
+    /// `FIRST-LAST`: the uids apps get when nap runs as root.
+    pub app_uid_range: Option<String>,
 }
 
 impl FileConfig {
@@ -86,6 +94,47 @@ pub struct ServeFlags {
     /// healthy; one that accepts is healthy at once [default: 1000].
     #[arg(long, value_name = "MS")]
     pub health_grace_ms: Option<u64>,
+    /// Run every instance in a sandbox (`sandbox`), or not at all (`none`: every app can then
+    /// read nap's data) [default: sandbox].
+    #[arg(long, value_name = "sandbox|none")]
+    pub isolation: Option<String>,
+}
+
+/// `sandbox` or `none`.
+fn isolation(text: &str) -> anyhow::Result<nap_daemon::Isolation> {
+    match text {
+        "sandbox" => Ok(nap_daemon::Isolation::Sandbox),
+        "none" => Ok(nap_daemon::Isolation::None),
+        other => bail!(
+            "isolation '{}': expected sandbox (every instance in a sandbox) or none (no sandbox: apps can read nap's data)",
+            other.escape_debug()
+        ),
+    }
+}
+
+/// `FIRST-LAST` → `FIRST..=LAST`: uids for apps, never 0 and never the overflow uid 65534
+/// (what user namespaces show for unmapped ids).
+fn uid_range(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u32>> {
+    let parsed = text.split_once('-').and_then(|(first, last)| {
+        Some((
+            first.trim().parse::<u32>().ok()?,
+            last.trim().parse::<u32>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((first, last))
+            if first >= 1
+                && first <= last
+                && last < u32::MAX
+                && !(first..=last).contains(&65534) =>
+        {
+            Ok(first..=last)
+        }
+        _ => bail!(
+            "app_uid_range '{}': expected FIRST-LAST with 1 <= FIRST <= LAST < 4294967295, not containing 65534 (nobody), e.g. 200000-265535",
+            text.escape_debug()
+        ),
+    }
 }
 
 /// `FIRST-LAST` → `FIRST..LAST+1`.
@@ -182,6 +231,21 @@ pub fn settings(
             other.escape_debug()
         ),
     };
+    let isolation = isolation(
+        flags
+            .isolation
+            .as_deref()
+            .or(file.isolation.as_deref())
+            .unwrap_or("sandbox"),
+    )?;
+    let sandbox = nap_daemon::SandboxSettings {
+        bwrap: file.sandbox_bwrap,
+        ro_paths: file.sandbox_ro_paths.unwrap_or_default(),
+        app_uids: match &file.app_uid_range {
+            Some(text) => uid_range(text)?,
+            None => nap_daemon::DEFAULT_APP_UIDS,
+        },
+    };
     let nap_bin = std::env::current_exe().context("cannot find the nap binary itself")?;
     Ok(nap_daemon::Settings {
         data,
@@ -226,5 +290,7 @@ pub fn settings(
         cgroups: file.cgroups.unwrap_or(true),
         secure_cookies: file.secure_cookies.unwrap_or(false),
         fleet,
+        isolation,
+        sandbox,
     })
 }

@@ -71,6 +71,7 @@ pub async fn apps(call: Call<'_, '_>) -> u32 {
             release: record.release.map(|n| format!("v{n}")),
             name: app.to_string(),
             owner: record.owner,
+            isolated: daemon.isolated(),
         })
         .collect();
     if json {
@@ -87,6 +88,13 @@ pub async fn apps(call: Call<'_, '_>) -> u32 {
         out.line(&format!(
             "{:<24} {:<16} {:<8} {}/{}",
             row.name, row.owner, release, row.up, row.desired
+        ))
+        .await;
+    }
+    if !daemon.isolated() {
+        out.err(&format!(
+            " !     warning: {}",
+            crate::isolation::NOT_ISOLATED
         ))
         .await;
     }
@@ -120,6 +128,7 @@ pub async fn ps(call: Call<'_, '_>) -> u32 {
                 memory_used: i.memory_used,
                 memory_limit: i.memory_limit,
                 limit_enforced: i.limit_enforced,
+                isolated: daemon.isolated(),
             })
             .collect();
         out.json(&rows).await;
@@ -141,6 +150,13 @@ pub async fn ps(call: Call<'_, '_>) -> u32 {
             human_duration(uptime(i.started_at)),
             i.restarts,
             memory_column(i)
+        ))
+        .await;
+    }
+    if !daemon.isolated() {
+        out.err(&format!(
+            " !     warning: {app}'s {}",
+            crate::isolation::NOT_ISOLATED
         ))
         .await;
     }
@@ -285,7 +301,7 @@ pub async fn destroy(call: Call<'_, '_>) -> u32 {
             return fail(
                 out,
                 format!(
-                    "destroy stops {} and deletes its code, releases, config and logs for good; run 'destroy {} --force' to do it",
+                    "destroy stops {} and deletes its code, releases, config, storage and logs for good; run 'destroy {} --force' to do it",
                     name.escape_debug(),
                     name.escape_debug()
                 ),

@@ -18,13 +18,19 @@ impl Drop for Serve {
 
 /// Runs `nap serve` on `data` (every port chosen by the kernel) and returns its exit status
 /// and stderr, or fails if it is still running after a generous while (it should not start).
-fn serve_expecting_refusal(data: &Path) -> (bool, String) {
+pub(crate) fn serve_expecting_refusal(data: &Path) -> (bool, String) {
+    serve_expecting_refusal_with(data, &[])
+}
+
+/// Like [`serve_expecting_refusal`], with extra `nap serve` arguments.
+pub(crate) fn serve_expecting_refusal_with(data: &Path, extra: &[&str]) -> (bool, String) {
     let log = data.with_extension("log");
     let child = Command::new(nap_bin())
         .args(["serve", "--data"])
         .arg(data)
         .args(["--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .args(["--router", "127.0.0.1:0", "--ports", "29900-29909"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()

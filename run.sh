@@ -2,7 +2,8 @@
 # Sets up and runs nap: makes sure the system git (nap serves pushes with
 # git's own receive-pack) and bubblewrap (every app runs in its sandbox) are
 # there, installs the `nap` binary with `cargo install` into cargo's bin
-# directory (~/.cargo/bin, which rustup puts on a Rust user's PATH, so the README's `nap keys add ...` works as written),
+# directory (~/.cargo/bin, which rustup puts on a Rust user's PATH, so the
+# README's `nap keys add ...` works as written),
 # and starts `nap serve` from there with the arguments given (embedded
 # defaults otherwise). Its data directory is ./nap-data of this directory.
 set -euo pipefail

@@ -113,6 +113,10 @@ fn only_the_crates_the_text_names_know_russh_gix_and_the_backends() {
     // The daemon is where the backends are chosen; nobody else may name one.
     assert_eq!(graph.users_of("nap-fleet"), set(&["nap-daemon"]));
     assert_eq!(graph.users_of("nap-supervisor"), set(&["nap-daemon"]));
+    assert_eq!(
+        graph.users_of("nap-sandbox"),
+        set(&["nap-daemon", "nap-supervisor"])
+    );
     for backend_free in ["nap-runtime", "nap-web", "nap-router", "nap-ssh", "nap-git"] {
         let links = graph.closure(backend_free);
         for backend in ["nap-supervisor", "nap-fleet"] {

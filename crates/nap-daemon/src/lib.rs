@@ -187,7 +187,8 @@ impl Daemon {
                                 .map_err(IsolationError::from)?;
                         }
                         info!(bwrap = %sandbox.bwrap().display(), version = %sandbox.version(), per_app_uids, "every instance runs in the sandbox");
-                        config.isolation = nap_supervisor::Isolation::Sandbox(sandbox);
+                        config.isolation =
+                            nap_supervisor::Isolation::Sandbox(std::sync::Arc::new(sandbox));
                         isolation::Confinement::Sandboxed { per_app_uids }
                     }
                     Isolation::None => {

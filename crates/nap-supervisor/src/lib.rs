@@ -89,7 +89,8 @@ pub enum Isolation {
     /// Every instance runs in this sandbox (which the daemon probed at start): it sees its
     /// release read-only, its storage, a private `/tmp` and its own processes, and nothing of
     /// nap's data or of other apps.
-    Sandbox(nap_sandbox::Sandbox),
+    /// (Shared: every start reads it, and the config is cloned.)
+    Sandbox(std::sync::Arc<nap_sandbox::Sandbox>),
     /// Instances are plain child processes with the daemon's uid (`isolation: none`): each
     /// can read and signal everything the daemon can.
     #[default]

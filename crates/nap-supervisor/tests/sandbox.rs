@@ -262,7 +262,7 @@ async fn die_while_stopping(dir: &Path, cgroups: CgroupMode) {
     .await
     .expect("bubblewrap works here");
     let mut config = Config::new(30095..30100, dir.join("logs"), dir.join("state"));
-    config.isolation = Isolation::Sandbox(sandbox);
+    config.isolation = Isolation::Sandbox(std::sync::Arc::new(sandbox));
     config.cgroups = cgroups;
     config.stop_grace = Duration::from_secs(120);
     let supervisor = Supervisor::new(config).await.expect("supervisor");

@@ -95,7 +95,7 @@ impl Fixture {
             })
             .await
             .expect("bubblewrap works here");
-            config.isolation = Isolation::Sandbox(sandbox);
+            config.isolation = Isolation::Sandbox(std::sync::Arc::new(sandbox));
         }
         adjust(&mut config);
         let supervisor = Supervisor::new(config.clone()).await.expect("supervisor");

@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: SSH front door, deployer, supervisor.
-    Serve(ServeFlags),
+    // Boxed: its flags are most of the enum, and every other command would carry their size.
+    Serve(Box<ServeFlags>),
     /// Manage users' public keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -68,7 +69,7 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(flags) => serve(cli.data, flags),
+        Command::Serve(flags) => serve(cli.data, *flags),
         Command::Hook { name } if name == "pre-receive" => crate::hook::pre_receive(),
         Command::Hook { name } => anyhow::bail!("unknown hook '{}'", name.escape_debug()),
         Command::Keys(KeysCommand::Add { name, admin, file }) => {

@@ -51,7 +51,7 @@ fn answers(port: u16) -> bool {
 }
 
 /// Waits until every port answers HTTP 200.
-fn wait_answer(ports: &[u16], limit: Duration) -> anyhow::Result<()> {
+pub(crate) fn wait_answer(ports: &[u16], limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     for &port in ports {
         while !answers(port) {
@@ -65,7 +65,7 @@ fn wait_answer(ports: &[u16], limit: Duration) -> anyhow::Result<()> {
 }
 
 /// The ports of `app`'s instances, which must be `expected` many.
-fn ports_of(nap: &NapServer, app: &str, expected: usize) -> anyhow::Result<Vec<u16>> {
+pub(crate) fn ports_of(nap: &NapServer, app: &str, expected: usize) -> anyhow::Result<Vec<u16>> {
     let rows = nap.ps(app)?;
     if rows.len() != expected {
         let states: Vec<String> = rows
@@ -82,7 +82,7 @@ fn ports_of(nap: &NapServer, app: &str, expected: usize) -> anyhow::Result<Vec<u
 
 /// Pushes `repo` to nap as `app` and waits until its `scale` instances answer HTTP.
 /// Returns (total, time until `git push` returned).
-fn nap_deploy(
+pub(crate) fn nap_deploy(
     nap: &NapServer,
     repo: &Path,
     app: &str,
@@ -131,7 +131,7 @@ fn sync() {
     std::thread::sleep(Duration::from_secs(1));
 }
 
-fn ms(seconds: f64) -> String {
+pub(crate) fn ms(seconds: f64) -> String {
     Unit::Seconds.show(seconds)
 }
 
@@ -146,7 +146,7 @@ struct Bench<'a> {
     receive_pack: String,
 }
 
-type Outcome = anyhow::Result<(Measure, Option<Measure>, Vec<String>)>;
+pub(crate) type Outcome = anyhow::Result<(Measure, Option<Measure>, Vec<String>)>;
 
 impl Bench<'_> {
     fn sshd(&self) -> anyhow::Result<&Sshd> {
@@ -736,6 +736,19 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
                 "scale 1 → 50 until all answer",
                 Target::AtMost(2.0),
                 bench.scale(),
+            )),
+            "sandbox" => rows.push(row(
+                "instance start: sandboxed ÷ `isolation: none`",
+                Target::Informational,
+                BenchDir::new("nap-bench-sandbox-").and_then(|sandbox_dir| {
+                    crate::sandbox_start::figure(
+                        options,
+                        bin,
+                        &client,
+                        &repos.fast,
+                        sandbox_dir.path(),
+                    )
+                }),
             )),
             "rss" => match bench.rss() {
                 Ok((idle, per_instance, notes)) => {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p nap-bench [-- --quick] [--runs N] [--only NAME[,NAME]] [--serve-arg ARG]
-//!     NAME: router, small, small-fast, big, checkout, sessions, scale, rss
+//!     NAME: router, small, small-fast, big, checkout, sessions, scale, sandbox, rss
 //! ```
 //!
 //! It builds nap (`cargo build --release -p nap`) unless `--no-build`, starts every server
@@ -20,6 +20,7 @@ mod report;
 mod repos;
 mod router;
 mod router_under_test;
+mod sandbox_start;
 mod servers;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 /// The figures, in the order they run.
-pub const FIGURES: [&str; 8] = [
+pub const FIGURES: [&str; 9] = [
     "router",
     "checkout",
     "small",
@@ -36,6 +37,7 @@ pub const FIGURES: [&str; 8] = [
     "big",
     "sessions",
     "scale",
+    "sandbox",
     "rss",
 ];
 
@@ -70,7 +72,7 @@ usage: nap-bench [--quick] [--runs N] [--only NAME[,NAME...]] [--mkrepo PATH] [-
   --quick       3 runs per figure instead of 5
   --runs N      N measured runs per figure
   --only NAME   run only these figures: router, small, small-fast, big, checkout,
-                sessions, scale, rss (repeatable)
+                sessions, scale, sandbox, rss (repeatable)
   --mkrepo PATH the repository generator [default: $NAP_BENCH_MKREPO, else shared/mkrepo.py beside the checkout]
   --no-build    do not run `cargo build --release -p nap` first
   --nap PATH    the nap binary [default: next to this binary, i.e. target/release/nap]

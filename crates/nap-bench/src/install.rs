@@ -16,7 +16,7 @@ struct Need {
     figures: &'static [&'static str],
 }
 
-const NEEDS: [Need; 4] = [
+const NEEDS: [Need; 5] = [
     Need {
         program: crate::servers::SSHD,
         package: "openssh-server",
@@ -35,7 +35,20 @@ const NEEDS: [Need; 4] = [
     Need {
         program: "/usr/bin/busybox",
         package: "busybox",
-        figures: &["small-fast"],
+        figures: &["small-fast", "sandbox"],
+    },
+    Need {
+        program: "/usr/bin/bwrap",
+        package: "bubblewrap",
+        figures: &[
+            "small",
+            "small-fast",
+            "big",
+            "sessions",
+            "scale",
+            "sandbox",
+            "rss",
+        ],
     },
 ];
 

@@ -8,6 +8,7 @@ mod webdriver;
 mod architecture;
 mod cli;
 mod deploy;
+mod faults;
 mod fleet;
 mod operate;
 mod serve;

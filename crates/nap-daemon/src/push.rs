@@ -39,10 +39,21 @@ pub(crate) async fn receive_pack(
 ) -> u32 {
     let (sink, chunks) = Sink::new();
     let (mut to_push, from_client) = tokio::io::duplex(STDIN_BUFFER);
-    let operation =
-        daemon
-            .operations
-            .spawn(push(daemon.clone(), caller.clone(), app, from_client, sink));
+    let (daemon_for_push, caller_for_push) = (daemon.clone(), caller.clone());
+    let operation = daemon.operations.spawn(async move {
+        let status = push(
+            daemon_for_push,
+            caller_for_push,
+            app.clone(),
+            from_client,
+            sink,
+        )
+        .await;
+        // Said once the lock is free and the outcome settled: whoever waits for a push
+        // whose client left (an operator, a test) waits for this line.
+        info!("the push of {app} is over (status {status})");
+        status
+    });
     // The client's bytes go to the push until the client sends EOF (or leaves: then
     // this future is dropped, and with it the pipe's end, which is git's EOF).
     let feed = async move {

@@ -9,6 +9,7 @@ mod architecture;
 mod cli;
 mod deploy;
 mod faults;
+mod faults_load;
 mod fleet;
 mod operate;
 mod serve;

@@ -118,7 +118,11 @@ impl Daemon {
             }
         }
         if failures.is_empty() {
-            return Ok(up.into_iter().map(|(_, addr)| addr).collect());
+            // Whoever stops an old instance next counts on the new ones taking its
+            // requests: they must be in the router's routes first.
+            let addrs: Vec<SocketAddr> = up.into_iter().map(|(_, addr)| addr).collect();
+            self.routing.until_routed(app, &addrs).await;
+            return Ok(addrs);
         }
         // Those that came up may already have taken requests.
         let ids: Vec<InstanceId> = up.into_iter().map(|(id, _)| id).collect();

@@ -1,4 +1,4 @@
-//! No failed request while what runs changes: a steady, bounded request loop through
+//! No failed request while what runs changes: a steady, bounded loop of POSTs through
 //! the router on 127.0.0.1 across a push of a new release, a restart, a rollback and a
 //! scale down.
 
@@ -6,7 +6,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crate::harness::{Nap, http, server_profile, text};
+use crate::harness::{Nap, http, text};
+
+/// The app under load: each answer takes a moment, so that requests are in flight
+/// whenever an instance is stopped; SIGTERM ends it at once, cutting off whatever it
+/// still answers (as many apps do).
+const SLOW_PY: &str = r#"
+import http.server, os, time
+NAME = f"{os.environ['NAP_APP']}@{os.environ['NAP_INSTANCE']} {os.environ['NAP_RELEASE']}"
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.do_POST()
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(0.05)
+        body = f"{NAME} \n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
 
 /// Clients sending one request after another until told to stop; each answer that is not
 /// a 200 from the app is kept.
@@ -24,7 +46,9 @@ impl Load {
                 std::thread::spawn(move || {
                     let (mut answered, mut failures) = (0, Vec::new());
                     while !stop.load(Ordering::SeqCst) {
-                        match http(router_port, "GET", "/", &[("Host", host)], "") {
+                        // A POST: the router may not send it again to another
+                        // instance once one had it, so only draining saves it.
+                        match http(router_port, "POST", "/", &[("Host", host)], "order") {
                             Some((200, body)) if body.starts_with("web@") => answered += 1,
                             other => failures.push(format!("{other:?}")),
                         }
@@ -86,11 +110,17 @@ fn until_served(nap: &Nap, prefix: &str) {
 fn no_request_fails_across_push_restart_rollback_and_scale_down() {
     let nap = Nap::start();
     let alice = nap.user("alice", "ed25519", false);
-    let repo = alice.app_repo("web", &server_profile("scale: 2\n"));
+    let repo = alice.repo(
+        "web",
+        &[
+            ("slow.py", SLOW_PY),
+            ("profile", "command: python3 slow.py\nscale: 2\n"),
+        ],
+    );
     alice.deploy(&repo, "web");
     until_served(&nap, " v1 ");
 
-    let load = Load::start(nap.router_port, "web.localhost", 2);
+    let load = Load::start(nap.router_port, "web.localhost", 4);
     until_served(&nap, " v1 ");
     alice.commit(&repo, &[("version", "2")], "v2");
     alice.deploy(&repo, "web");

@@ -367,7 +367,7 @@ fn concurrent_creations_of_one_name_make_one_app() {
     );
     for lost in outputs.iter().filter(|o| !o.status.success()) {
         let stderr = text(lost).1;
-        assert!(stderr.contains("twin"), "{stderr}");
+        assert!(stderr.contains("app twin already exists"), "{stderr}");
         assert!(
             !stderr.contains("was not created"),
             "a loser cleaned up: {stderr}"

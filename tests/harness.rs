@@ -145,6 +145,23 @@ impl Nap {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Waits until the daemon's log has `count` lines containing `needle` (a signal the
+    /// daemon writes), at most a minute.
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let log = self.log_text();
+            if log.lines().filter(|line| line.contains(needle)).count() >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not {count} lines with {needle:?} in the daemon's log after 60s:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -355,8 +372,14 @@ impl User {
 
     /// `git ARGS` in `dir`, speaking ssh with this user's key.
     pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        run(&mut self.git_command(dir, args))
+    }
+
+    /// The command [`User::git`] runs, for a test that starts it itself.
+    pub fn git_command(&self, dir: &Path, args: &[&str]) -> Command {
         let ssh = format!("ssh {}", self.ssh_options("accept-new").join(" "));
-        run(Command::new("git")
+        let mut command = Command::new("git");
+        command
             .current_dir(dir)
             .args(args)
             .env("GIT_SSH_COMMAND", ssh)
@@ -365,7 +388,18 @@ impl User {
             .env("GIT_AUTHOR_NAME", &self.name)
             .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
             .env("GIT_COMMITTER_NAME", &self.name)
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid"))
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid");
+        command
+    }
+
+    /// `ssh iwanna@127.0.0.1 ARGS` as a command a test starts itself.
+    pub fn ssh_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(self.ssh_options("accept-new"))
+            .arg("iwanna@127.0.0.1")
+            .args(args);
+        command
     }
 
     /// A fresh work tree with `files` committed on master.

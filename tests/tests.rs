@@ -8,6 +8,8 @@ mod webdriver;
 mod architecture;
 mod cli;
 mod deploy;
+mod faults;
+mod faults_load;
 mod fleet;
 mod isolation;
 mod operate;

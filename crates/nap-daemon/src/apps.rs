@@ -198,6 +198,17 @@ impl Apps {
         if let Some(record) = record {
             return Ok((app, record));
         }
+        self.create_locked(caller, app, AppRecord::default())
+    }
+
+    /// Creates `app` for `caller` with `record` (its owner, creation time and uid set here).
+    /// The caller holds the creation lock and has seen that the app has no record.
+    fn create_locked(
+        &self,
+        caller: &Caller,
+        app: AppName,
+        record: AppRecord,
+    ) -> Result<(AppName, AppRecord), AppsError> {
         // Before anything is made: a full uid range refuses the app and changes nothing.
         let uid = self.next_uid(&app)?;
         let repo = self.data.repo(app.as_str());
@@ -229,7 +240,7 @@ impl Apps {
                 owner: caller.user.clone(),
                 created: now(),
                 uid,
-                ..AppRecord::default()
+                ..record
             };
             self.save(&app, &record)?;
             Ok::<_, AppsError>(record)
@@ -258,23 +269,21 @@ impl Apps {
         similar_to: Option<&str>,
     ) -> Result<(AppName, AppRecord), AppsError> {
         let app = AppName::parse(name)?;
-        {
-            let _guard = self.create.lock().await;
-            if self.record(&app)?.is_some() {
-                return Err(AppsError::Taken(app.to_string()));
-            }
-        }
-        // Another creation may slip in between: create_or_get then finds it
-        // and `owner`/`created` tell; a fresh record has no release yet.
-        let (app, mut record) = self.create_or_get(caller, name).await?;
-        if record.owner != caller.user || record.release.is_some() || record.last_release > 0 {
+        // The check and the creation are one step under the creation lock: of two
+        // creations of one name, exactly one creates it and the other is refused, so
+        // the loser's cleanup never touches the winner's app.
+        let _guard = self.create.lock().await;
+        if self.record(&app)?.is_some() {
             return Err(AppsError::Taken(app.to_string()));
         }
-        if let Some(source) = similar_to {
-            record.similar_to = Some(source.to_owned());
-            self.save(&app, &record)?;
-        }
-        Ok((app, record))
+        self.create_locked(
+            caller,
+            app,
+            AppRecord {
+                similar_to: similar_to.map(str::to_owned),
+                ..AppRecord::default()
+            },
+        )
     }
 
     /// Every app `caller` may see, by name.

@@ -1,21 +1,26 @@
 //! The deployer: a commit becomes a numbered release, and the release's
-//! instances replace the old ones only once they are healthy.
+//! instances replace the old ones only once they are healthy (and routed).
 //!
 //! Every way of deploying goes through here: a push (inside the pre-receive
-//! hook, so a failed deploy rejects the push), and later rollback, clone and
-//! deploy-from-URL.
+//! hook, so a failed deploy rejects the push), rollback, config changes, clone
+//! and deploy-from-URL. A deploy runs inside an operation (`operation.rs`)
+//! that holds the app's lock; it is not dropped half-way when a client leaves,
+//! and when the daemon shuts down it undoes itself at its next step.
+//!
+//! A release number is taken for good (the app's `last_release`) before the
+//! release's first instance starts, so no two deploys ever run instances under
+//! one number, even across a crash; a deploy that fails after that leaves a
+//! gap in the numbers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use nap_core::AppName;
-use nap_runtime::{HealthPolicy, Instance, InstanceSpec};
 use nap_store::{AppRecord, ReleaseRecord};
-use tokio::sync::OwnedMutexGuard;
-use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::app_lock::AppLock;
 use crate::apps::now;
 use crate::repo::blocking;
 use crate::{Daemon, Out};
@@ -26,6 +31,18 @@ const KEEP_RELEASE_TREES: u32 = 5;
 /// A deploy failed; the message has been printed, nothing running changed.
 #[derive(Debug)]
 pub struct Failed;
+
+/// A deploy that succeeded: what it changed, for whoever may have to undo it (a push
+/// whose ref git did not update).
+#[derive(Debug, Clone)]
+pub(crate) struct Deployed {
+    /// The new release.
+    pub(crate) number: u32,
+    /// Its commit.
+    pub(crate) commit: String,
+    /// The app's record before the deploy.
+    pub(crate) before: AppRecord,
+}
 
 /// What to deploy.
 pub struct Source<'a> {
@@ -42,34 +59,36 @@ pub struct Source<'a> {
 }
 
 impl Daemon {
-    /// Waits for the app's deploy lock: one deploy per app at a time, any
-    /// number of apps in parallel. Gives up after the configured timeout.
+    /// Waits for the app's lock: one operation per app at a time, any number of
+    /// apps in parallel. Gives up after the configured timeout, or when the daemon
+    /// shuts down.
     pub(crate) async fn lock_app(
         &self,
         app: &AppName,
         out: &mut Out<'_>,
-    ) -> Result<OwnedMutexGuard<()>, Failed> {
-        let lock = {
-            let mut locks = self.deploy_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(app.to_string()).or_default().clone()
+    ) -> Result<AppLock, Failed> {
+        let waiter = match self.app_locks.waiter(app.as_str()).try_lock() {
+            Ok(lock) => return Ok(lock),
+            Err(waiter) => waiter,
         };
-        if let Ok(guard) = lock.clone().try_lock_owned() {
-            return Ok(guard);
-        }
         out.err(&format!(
             "-----> Waiting for the push or deploy of {app} in progress to finish"
         ))
         .await;
-        match tokio::time::timeout(self.settings.deploy_lock_timeout, lock.lock_owned()).await {
-            Ok(guard) => Ok(guard),
-            Err(_) => {
-                out.err(&format!(
-                    " !     another deploy of {app} is still running after {}s; try again later",
-                    self.settings.deploy_lock_timeout.as_secs()
-                ))
-                .await;
-                Err(Failed)
-            }
+        let cancel = self.operations.cancel();
+        tokio::select! {
+            locked = tokio::time::timeout(self.settings.deploy_lock_timeout, waiter.lock()) => match locked {
+                Ok(lock) => Ok(lock),
+                Err(_) => {
+                    out.err(&format!(
+                        " !     another deploy of {app} is still running after {}s; try again later",
+                        self.settings.deploy_lock_timeout.as_secs()
+                    ))
+                    .await;
+                    Err(Failed)
+                }
+            },
+            () = cancel.cancelled() => fail(out, "the daemon is shutting down; nothing was changed").await,
         }
     }
 
@@ -80,11 +99,16 @@ impl Daemon {
         app: &AppName,
         source: Source<'_>,
         out: &mut Out<'_>,
-    ) -> Result<u32, Failed> {
+    ) -> Result<Deployed, Failed> {
+        let cancel = self.operations.cancel();
+        if cancel.is_cancelled() {
+            return fail(out, "the daemon is shutting down; nothing was changed").await;
+        }
         let Some(mut record) = self.apps.record(app).map_err(|e| log_failure(&e))? else {
             out.err(&format!(" !     app {app} does not exist")).await;
             return Err(Failed);
         };
+        let before = record.clone();
         // gix's repository handle is Send but not Sync: it travels into the
         // blocking thread and back.
         let rev = source.commit.to_owned();
@@ -151,10 +175,16 @@ impl Daemon {
         }
         // Where the commit is, for machines that fetch it while it deploys.
         let (git_dir, object_dirs) = (repo.git_dir().to_owned(), repo.object_directories());
+        let options = nap_git::CheckoutOptions {
+            max_files: Some(self.settings.max_files),
+            max_bytes: Some(self.settings.max_bytes),
+            interrupt: Some(cancel.flag()),
+            ..Default::default()
+        };
         let checkout = {
             let id = commit.id.clone();
             let tree = tree.clone();
-            blocking(move || repo.checkout(&id, &tree)).await
+            blocking(move || repo.checkout_with(&id, &tree, &options)).await
         };
         match checkout {
             Ok(stats) => {
@@ -164,6 +194,9 @@ impl Daemon {
                     stats.bytes / 1024
                 ))
                 .await
+            }
+            Err(crate::repo::RepoError::Checkout(refused)) => {
+                return fail(out, checkout_refusal(&refused, &commit.short)).await;
             }
             Err(e) => return fail(out, format!("checkout failed: {e}")).await,
         }
@@ -184,26 +217,39 @@ impl Daemon {
                 None => self.config(app),
             },
         };
+        // The number is taken before anything runs under it.
+        record.last_release = number;
+        if let Err(e) = self.apps.save(app, &record) {
+            remove_tree(&tree).await;
+            return fail(out, format!("cannot save the app's record: {e}")).await;
+        }
         // Servable before anything starts, until this deploy ends: by then a
         // healthy release is the app's current one, a failed one is gone.
         let _pending = self
             .pending
             .begin(app.as_str(), number, &commit.id, git_dir, object_dirs);
         let started = self.start_release(app, &release, scale, out).await;
-        if started.is_err() {
-            remove_tree(&tree).await;
-            out.err(&format!(
-                " !     deploy of {app} v{number} failed; the running release is unchanged"
-            ))
-            .await;
-            return Err(Failed);
-        }
+        let started = match started {
+            Ok(started) if !cancel.is_cancelled() => started,
+            outcome => {
+                if outcome.is_ok() {
+                    self.stop_instances(app, |i| i.id.release == release_name(number))
+                        .await;
+                    out.err(" !     the daemon is shutting down").await;
+                }
+                remove_tree(&tree).await;
+                out.err(&format!(
+                    " !     deploy of {app} v{number} failed; the running release is unchanged"
+                ))
+                .await;
+                return Err(Failed);
+            }
+        };
 
         // The new release is healthy: record it, then retire the old one.
         let saved =
             nap_store::write_json(&self.data.release_record(app.as_str(), number), &release)
                 .and_then(|()| {
-                    record.last_release = number;
                     record.release = Some(number);
                     if profile.scale != previous.as_ref().and_then(|p| p.scale) {
                         record.scale_override = None;
@@ -215,160 +261,110 @@ impl Daemon {
             self.stop_instances(app, |i| i.id.release == release_name(number))
                 .await;
             remove_tree(&tree).await;
+            let _ = std::fs::remove_file(self.data.release_record(app.as_str(), number));
             return fail(out, format!("cannot save the release: {e}")).await;
         }
-        let old = self
-            .stop_instances(app, |i| i.id.release != release_name(number))
-            .await;
-        if old > 0 {
-            out.err(&format!(
-                "-----> Stopped {old} instance(s) of the previous release"
-            ))
-            .await;
-        }
-        self.prune_release_trees(app, number).await;
+        self.retire_old(app, number, &started, out).await;
+        self.prune_release_trees(app, number, before.release).await;
         out.err(&format!("-----> {app} v{number} deployed")).await;
         info!(app = %app, release = number, scale, "deployed");
-        Ok(number)
+        Ok(Deployed {
+            number,
+            commit: commit.id,
+            before,
+        })
     }
 
-    /// Starts `scale` instances of `release` and waits until each is healthy.
-    /// On failure every new instance is stopped again and their last log
-    /// lines are printed.
-    pub(crate) async fn start_release(
-        self: &Arc<Self>,
-        app: &AppName,
-        release: &ReleaseRecord,
-        scale: u32,
-        out: &mut Out<'_>,
-    ) -> Result<(), Failed> {
-        let memory = release.memory.map(nap_profile::format_memory);
-        out.err(&format!(
-            "-----> Starting {scale} instance{} of {app} (v{}){}",
-            if scale == 1 { "" } else { "s" },
-            release.number,
-            memory.map(|m| format!(", {m} each")).unwrap_or_default()
-        ))
-        .await;
-        let indexes: Vec<u32> = (1..=scale).collect();
-        self.start_instances(app, release, &indexes, out).await
-    }
-
-    /// Starts instances `indexes` of `release` and waits for their health.
-    pub(crate) async fn start_instances(
-        self: &Arc<Self>,
-        app: &AppName,
-        release: &ReleaseRecord,
-        indexes: &[u32],
-        out: &mut Out<'_>,
-    ) -> Result<(), Failed> {
-        let local = match self.local_app(app) {
-            Ok(local) => local,
-            Err(message) => return fail(out, message).await,
-        };
-        let mut checks = JoinSet::new();
-        for &index in indexes {
-            let spec = InstanceSpec {
-                app: app.to_string(),
-                index,
-                release: release_name(release.number),
-                command: release.command.clone(),
-                cwd: self.data.release_tree(app.as_str(), release.number),
-                env: release
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                memory: release.memory,
-                local: local.clone(),
-            };
-            let runtime = self.runtime.clone();
-            let policy = HealthPolicy {
-                grace: self.settings.health_grace,
-                boot_timeout: self.settings.boot_timeout,
-            };
-            checks.spawn(async move {
-                let started = runtime
-                    .start(spec)
-                    .await
-                    .map_err(|e| (index, e.to_string(), Vec::new()))?;
-                match runtime.wait_healthy(&started.id, policy).await {
-                    Ok(health) => Ok((started, health.listening)),
-                    Err(unhealthy) => {
-                        let _ = runtime.stop(&started.id).await;
-                        Err((index, unhealthy.reason, unhealthy.last_lines))
-                    }
-                }
-            });
-        }
-        let mut up = Vec::new();
-        let mut failures = Vec::new();
-        while let Some(joined) = checks.join_next().await {
-            match joined {
-                Ok(Ok((started, listening))) => {
-                    let what = if listening {
-                        ""
-                    } else {
-                        " (not listening on it: a worker?)"
-                    };
-                    out.err(&format!(
-                        "       {app}@{} up on port {}{what}",
-                        started.id.index,
-                        started.address.port()
-                    ))
-                    .await;
-                    up.push(started.id);
-                }
-                Ok(Err(failure)) => failures.push(failure),
-                Err(e) => failures.push((0, format!("internal error: {e}"), Vec::new())),
-            }
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        for id in &up {
-            let _ = self.runtime.stop(id).await;
-        }
-        failures.sort_by_key(|f| f.0);
-        for (index, reason, lines) in failures {
-            out.err(&format!(" !     {app}@{index} failed: {reason}"))
-                .await;
-            if !lines.is_empty() {
-                out.err(&format!(" !     last lines of {app}@{index}:"))
-                    .await;
-                for line in lines {
-                    out.err(&format!("       {line}")).await;
-                }
-            }
-        }
-        Err(Failed)
-    }
-
-    /// Stops the app's instances that `which` selects; returns how many.
-    pub(crate) async fn stop_instances(
+    /// Stops every instance of `app` that is not of release `number`, once the new
+    /// ones (at `started`) are in the router's routes.
+    async fn retire_old(
         &self,
         app: &AppName,
-        which: impl Fn(&Instance) -> bool,
-    ) -> usize {
-        let doomed: Vec<_> = self
+        number: u32,
+        started: &[std::net::SocketAddr],
+        out: &mut Out<'_>,
+    ) {
+        let current = release_name(number);
+        let old = self
             .runtime
             .list()
             .await
             .into_iter()
-            .filter(|i| i.id.app == app.as_str() && which(i))
-            .collect();
-        let mut stops = JoinSet::new();
-        for instance in &doomed {
-            let runtime = self.runtime.clone();
-            let id = instance.id.clone();
-            stops.spawn(async move {
-                if let Err(e) = runtime.stop(&id).await {
-                    warn!(app = %id.app, index = id.index, release = %id.release, error = %e, "stop failed");
-                }
-            });
+            .filter(|i| i.id.app == app.as_str() && i.id.release != current)
+            .count();
+        if old == 0 {
+            return;
         }
-        while stops.join_next().await.is_some() {}
-        doomed.len()
+        self.routing.until_routed(app, started).await;
+        out.err(&format!(
+            "-----> Stopping {old} instance(s) of the previous release"
+        ))
+        .await;
+        let stopped = self.stop_instances(app, |i| i.id.release != current).await;
+        out.err(&format!(
+            "-----> Stopped {stopped} instance(s) of the previous release"
+        ))
+        .await;
+    }
+
+    /// Undoes a deploy whose push did not go through (git did not update the ref):
+    /// the release that ran before comes back, then the deploy's release stops and its
+    /// records go. Its number stays taken. The caller holds the app's lock.
+    pub(crate) async fn undo_deploy(
+        self: &Arc<Self>,
+        app: &AppName,
+        deployed: &Deployed,
+        out: &mut Out<'_>,
+    ) {
+        let number = deployed.number;
+        let previous = deployed.before.release.and_then(|n| self.release(app, n));
+        if let Some(previous) = &previous {
+            let scale = self.desired(app, &deployed.before);
+            let (git_dir, object_dirs) = match nap_git::open(
+                &self.data.repo(app.as_str()),
+                &nap_git::Quarantine::default(),
+            ) {
+                Ok(repo) => (repo.git_dir().to_owned(), repo.object_directories()),
+                Err(_) => (self.data.repo(app.as_str()), Vec::new()),
+            };
+            let _pending = self.pending.begin(
+                app.as_str(),
+                previous.number,
+                &previous.commit,
+                git_dir,
+                object_dirs,
+            );
+            match self.start_release(app, previous, scale, out).await {
+                Ok(started) => self.routing.until_routed(app, &started).await,
+                Err(Failed) => {
+                    tracing::error!(app = %app, release = number, previous = previous.number, "cannot bring the previous release back; the new one keeps running although its push did not go through");
+                    out.err(&format!(
+                        " !     v{} did not come back; {app} v{number} keeps running",
+                        previous.number
+                    ))
+                    .await;
+                    return;
+                }
+            }
+        }
+        self.stop_instances(app, |i| i.id.release == release_name(number))
+            .await;
+        let mut record = deployed.before.clone();
+        record.last_release = record.last_release.max(number);
+        if let Err(e) = self.apps.save(app, &record) {
+            tracing::error!(app = %app, error = %e, "cannot save the app's record after undoing a deploy");
+        }
+        if let Err(e) = std::fs::remove_file(self.data.release_record(app.as_str(), number))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(app = %app, release = number, error = %e, "cannot remove the undone release's record");
+        }
+        remove_tree(&self.data.release_tree(app.as_str(), number)).await;
+        out.err(&format!(
+            " !     {app} v{number} was undone; {} runs",
+            previous.map_or_else(|| "nothing".to_owned(), |p| format!("v{}", p.number))
+        ))
+        .await;
     }
 
     /// The app's current config vars.
@@ -386,10 +382,13 @@ impl Daemon {
             .flatten()
     }
 
-    /// Removes release trees older than the newest few (their records stay).
-    async fn prune_release_trees(&self, app: &AppName, current: u32) {
+    /// Removes release trees older than the newest few (their records stay), except
+    /// the one that ran before `current` (an undo may need it).
+    async fn prune_release_trees(&self, app: &AppName, current: u32, previous: Option<u32>) {
         for number in 1..current.saturating_sub(KEEP_RELEASE_TREES) {
-            remove_tree(&self.data.release_tree(app.as_str(), number)).await;
+            if Some(number) != previous {
+                remove_tree(&self.data.release_tree(app.as_str(), number)).await;
+            }
         }
     }
 
@@ -406,7 +405,7 @@ impl Daemon {
                 return;
             }
         };
-        let mut restores = JoinSet::new();
+        let mut restores = tokio::task::JoinSet::new();
         for (app, record) in apps {
             let Some(number) = record.release else {
                 continue;
@@ -430,6 +429,26 @@ impl Daemon {
             });
         }
         while restores.join_next().await.is_some() {}
+    }
+}
+
+/// The one line that refuses a checkout, with both numbers when the tree is too big.
+fn checkout_refusal(error: &nap_git::CheckoutError, short: &str) -> String {
+    match error {
+        nap_git::CheckoutError::TooManyFiles {
+            files, max_files, ..
+        } => format!(
+            "push refused: commit {short} has {files} files; at most {max_files} are allowed (the server's max_files)"
+        ),
+        nap_git::CheckoutError::TooLarge {
+            bytes, max_bytes, ..
+        } => format!(
+            "push refused: the files of commit {short} add up to {bytes} bytes; at most {max_bytes} are allowed (the server's max_bytes)"
+        ),
+        nap_git::CheckoutError::Interrupted { .. } => {
+            "the daemon is shutting down; nothing was changed".to_owned()
+        }
+        other => format!("checkout failed: {other}"),
     }
 }
 
@@ -473,7 +492,10 @@ fn log_failure(e: &dyn std::fmt::Display) -> Failed {
     Failed
 }
 
-async fn fail<T>(out: &mut Out<'_>, message: impl std::fmt::Display) -> Result<T, Failed> {
+pub(crate) async fn fail<T>(
+    out: &mut Out<'_>,
+    message: impl std::fmt::Display,
+) -> Result<T, Failed> {
     out.err(&format!(" !     {message}")).await;
     Err(Failed)
 }

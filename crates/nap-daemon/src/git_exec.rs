@@ -1,7 +1,8 @@
 //! Where the daemon runs the system git, and nowhere else:
 //!
 //! - `git receive-pack` and `git upload-pack` for pushes and fetches over SSH:
-//!   access is checked, then git runs with the channel bridged to it both ways;
+//!   access is checked, then git runs with the channel bridged to it both ways
+//!   (a push inside an operation that outlives its client, `push.rs`);
 //! - `git fetch` for `deploy NEW --from URL` ([`fetch`]): into the new app's
 //!   repository, with only the transports the caller may use, within a time and
 //!   size budget.
@@ -48,51 +49,12 @@ pub async fn run(
             return 1;
         }
     };
-    // A push holds its app's lock from before git starts until git has
-    // updated the ref: the deploy in the hook and the ref update are one step,
-    // and a second push sees the refs the first one left.
-    let _lock = if service == "receive-pack" {
-        match daemon.lock_app(&app, out).await {
-            Ok(lock) => Some(lock),
-            Err(_) => return 1,
-        }
-    } else {
-        None
-    };
-    let repo = daemon.data.repo(app.as_str());
-    let mut command = Command::new(&daemon.settings.git);
-    command
-        .arg(service)
-        .arg(&repo)
-        .current_dir(&repo)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", daemon.data.root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let _push = if service == "receive-pack" {
-        let push = match daemon.pushes.register(caller, &app) {
-            Ok(push) => push,
-            Err(e) => {
-                out.err(&format!(" !     cannot make a push token: {e}"))
-                    .await;
-                return 1;
-            }
-        };
-        command
-            .env("NAP_BIN", &daemon.settings.nap_bin)
-            .env("NAP_SOCKET", daemon.data.socket())
-            .env("NAP_HOOK_TOKEN", push.token());
-        Some(push)
-    } else {
-        None
-    };
+    if service == "receive-pack" {
+        // A push changes what runs: it is an operation of its own (`push.rs`).
+        return crate::push::receive_pack(daemon, caller, app, stdin, out).await;
+    }
+    // A fetch changes nothing: it lasts as long as its client, and git goes with it.
+    let mut command = git_service(daemon, service, &app);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -129,6 +91,34 @@ pub async fn run(
             () = &mut to_git, if !client_done => client_done = true,
         }
     };
+    exit_code(status)
+}
+
+/// `git SERVICE` on the app's repository, with nothing of the daemon's environment but
+/// `PATH`, and its three streams piped. It is killed if its handle is dropped.
+pub(crate) fn git_service(daemon: &Daemon, service: &str, app: &nap_core::AppName) -> Command {
+    let repo = daemon.data.repo(app.as_str());
+    let mut command = Command::new(&daemon.settings.git);
+    command
+        .arg(service)
+        .arg(&repo)
+        .current_dir(&repo)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", daemon.data.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// git's exit status as nap's.
+pub(crate) fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> u32 {
     match status {
         Ok(status) => status.code().map_or(1, |code| code as u32),
         Err(e) => {

@@ -2,6 +2,10 @@
 //! gets a one-time token; the hook must present it, so only a push that came
 //! through nap's own door can ask for a deploy, and the daemon — not the
 //! hook — knows who pushed which app.
+//!
+//! The deploy the hook asks for runs in an operation of its own, which goes on
+//! if the hook dies; what it deployed is left in the push's [`Outcome`], which
+//! the push (`push.rs`) judges once git has exited.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use nap_core::{AppName, Caller};
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::{Deployed, Failed};
+use crate::operation::{Sink, follow};
 use crate::repo::RepoError;
 use crate::{Daemon, Out};
 
@@ -36,11 +42,24 @@ pub struct HookRequest {
     pub alternates: Option<String>,
 }
 
-/// Who pushes which app, as nap knew when it started `git receive-pack`.
+/// Who pushes which app, as nap knew when it started `git receive-pack`, and what the
+/// push's deploy did.
 #[derive(Clone)]
 pub(crate) struct PushContext {
     pub(crate) caller: Caller,
     pub(crate) app: AppName,
+    /// Locked by the push's deploy from before its hook gets an answer until the deploy
+    /// has ended, so that whoever locks it after git has exited sees the deploy's end.
+    pub(crate) outcome: Arc<tokio::sync::Mutex<Outcome>>,
+}
+
+/// What the deploy of a push did.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// The hook asked for its deploy (a push gets one).
+    pub(crate) asked: bool,
+    /// The deploy succeeded: the release, and the ref whose update it was for.
+    pub(crate) deployed: Option<(Deployed, String)>,
 }
 
 /// The pushes under way, by token.
@@ -56,6 +75,12 @@ pub(crate) struct PushGuard {
 impl PushGuard {
     pub(crate) fn token(&self) -> &str {
         &self.token
+    }
+
+    /// What the push's deploy did, once it has ended (waits for it).
+    pub(crate) async fn outcome(&self) -> Option<(Deployed, String)> {
+        let outcome = self.pushes.get(&self.token)?.outcome;
+        outcome.lock().await.deployed.take()
     }
 }
 
@@ -79,6 +104,7 @@ impl Pushes {
             PushContext {
                 caller: caller.clone(),
                 app: app.clone(),
+                outcome: Arc::default(),
             },
         );
         Ok(PushGuard {
@@ -147,46 +173,86 @@ impl Daemon {
             .await;
             return 1;
         }
+        // One deploy per push; the lock is taken here, before the hook can have its
+        // answer, and held by the deploy until it ends.
+        let Ok(mut outcome) = push.outcome.clone().try_lock_owned() else {
+            out.err(" !     this push's deploy is already running; refused")
+                .await;
+            return 1;
+        };
+        if outcome.asked {
+            out.err(" !     this push was deployed already; refused")
+                .await;
+            return 1;
+        }
+        outcome.asked = true;
         tracing::info!(user = %push.caller.user, app = %push.app, commit = %update.new, "deploying a push");
         let quarantine = nap_git::Quarantine::from_env_values(
             request.object_dir.as_deref().map(std::ffi::OsStr::new),
             request.alternates.as_deref().map(std::ffi::OsStr::new),
         );
-        // The app's lock is held by the `git receive-pack` that runs this hook.
-        let repo = match nap_git::open(&self.data.repo(push.app.as_str()), &quarantine) {
+        let (sink, chunks) = Sink::new();
+        let (daemon, app, pusher) = (self.clone(), push.app.clone(), push.caller.user.clone());
+        let (commit, branch) = (update.new.clone(), update.name.clone());
+        // The deploy goes on if the hook dies: the push judges it once git is done.
+        let deploy = self.operations.spawn(async move {
+            let mut out = sink.out();
+            match daemon
+                .deploy_push(&app, &pusher, &commit, &branch, &quarantine, &mut out)
+                .await
+            {
+                Ok(deployed) => {
+                    outcome.deployed = Some((deployed, branch));
+                    0
+                }
+                Err(Failed) => 1,
+            }
+        });
+        follow(chunks, deploy, out).await
+    }
+
+    /// The deploy of a push: `commit`, for the update of `branch`, read through git's
+    /// quarantine.
+    async fn deploy_push(
+        self: &Arc<Self>,
+        app: &AppName,
+        pusher: &str,
+        commit: &str,
+        branch: &str,
+        quarantine: &nap_git::Quarantine,
+        out: &mut Out<'_>,
+    ) -> Result<Deployed, Failed> {
+        // The app's lock is held by the push whose git runs this hook.
+        let repo = match nap_git::open(&self.data.repo(app.as_str()), quarantine) {
             Ok(repo) => repo,
             Err(e) => {
                 out.err(&format!(" !     cannot open the repository: {e}"))
                     .await;
-                return 1;
+                return Err(Failed);
             }
         };
         let source = crate::deploy::Source {
             repo,
-            commit: &update.new,
-            pusher: &push.caller.user,
+            commit,
+            pusher,
             note: "push".into(),
             env: None,
         };
-        match self.deploy(&push.app, source, out).await {
-            Ok(number) => {
-                if number == 1 {
-                    // The first deploy's branch becomes the default branch,
-                    // so `git clone` of the app checks it out.
-                    let branch = update.name.trim_start_matches("refs/heads/");
-                    let head = nap_git::open(
-                        &self.data.repo(push.app.as_str()),
-                        &nap_git::Quarantine::default(),
-                    )
-                    .map_err(RepoError::from)
-                    .and_then(|repo| Ok(repo.set_head(branch)?));
-                    if let Err(e) = head {
-                        tracing::warn!(app = %push.app, error = %e, "cannot set HEAD");
-                    }
-                }
-                0
+        let deployed = self.deploy(app, source, out).await?;
+        if deployed.before.release.is_none() {
+            // The first deploy's branch becomes the default branch, so `git clone` of
+            // the app checks it out.
+            let branch = branch.trim_start_matches("refs/heads/");
+            let head = nap_git::open(
+                &self.data.repo(app.as_str()),
+                &nap_git::Quarantine::default(),
+            )
+            .map_err(RepoError::from)
+            .and_then(|repo| Ok(repo.set_head(branch)?));
+            if let Err(e) = head {
+                tracing::warn!(app = %app, error = %e, "cannot set HEAD");
             }
-            Err(crate::deploy::Failed) => 1,
         }
+        Ok(deployed)
     }
 }

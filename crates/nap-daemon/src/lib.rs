@@ -4,6 +4,7 @@
 //! control socket) and git's pre-receive hook (also over the control socket)
 //! are thin clients: they hand requests to [`Daemon`], which decides.
 
+mod app_lock;
 mod app_operations;
 mod apps;
 mod commands;
@@ -13,9 +14,13 @@ pub mod fleet;
 mod gate;
 mod git_exec;
 pub mod hook;
+mod instances;
 mod isolation;
+mod operation;
 mod output;
+mod push;
 mod repo;
+mod routing;
 mod tokens;
 mod users;
 mod web;
@@ -71,6 +76,13 @@ pub struct Settings {
     pub boot_timeout: Duration,
     /// How long a deploy waits for another deploy of the same app.
     pub deploy_lock_timeout: Duration,
+    /// Most files a pushed tree may have; a push over it is refused.
+    pub max_files: usize,
+    /// Most bytes a pushed tree's files may add up to; a push over it is refused.
+    pub max_bytes: u64,
+    /// How long an instance taken out of the router's rotation may go on answering
+    /// the requests it has before it is stopped anyway.
+    pub drain_timeout: Duration,
     /// Whether instances get memory cgroups (when the machine allows).
     pub cgroups: bool,
     /// Mark the web manager's cookies `Secure` (it is reached over https).
@@ -146,11 +158,18 @@ pub struct Daemon {
     secret: String,
     /// Releases being deployed, whose tarballs machines may already fetch.
     pending: Arc<fleet::PendingReleases>,
-    /// One lock per app: deploys of an app wait for each other.
-    deploy_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per app: operations on an app wait for each other.
+    app_locks: app_lock::AppLocks,
+    /// The operations under way, which outlive their clients.
+    operations: operation::Operations,
+    /// The router's routes, and draining instances before they stop.
+    routing: routing::Routing,
     /// How instances are kept apart.
     confinement: isolation::Confinement,
 }
+
+/// How long a stopping daemon waits for its operations to undo what they began.
+const OPERATIONS_PATIENCE: Duration = Duration::from_secs(60);
 
 impl Daemon {
     async fn new(settings: Settings) -> Result<Daemon, ServeError> {
@@ -243,12 +262,19 @@ impl Daemon {
         if assigned > 0 {
             info!(apps = assigned, "gave existing apps uids of their own");
         }
+        let routing = routing::Routing::new(
+            runtime.up_addresses(),
+            nap_router::Traffic::new(),
+            settings.drain_timeout,
+        );
         Ok(Daemon {
             secret,
             pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
-            deploy_locks: std::sync::Mutex::default(),
+            app_locks: app_lock::AppLocks::default(),
+            operations: operation::Operations::default(),
+            routing,
             apps,
             confinement,
             users,
@@ -331,20 +357,22 @@ pub async fn serve(
     ));
     let router_options = nap_router::Options {
         domain: daemon.settings.domain.clone(),
+        traffic: daemon.routing.traffic(),
         ..nap_router::Options::default()
     };
-    let (routes_feed, routes) = web::RoutesFeed::start(daemon.clone()).await;
+    // The apps as they are now are in the routes before the router serves.
+    routing::load_apps(&daemon).await;
     tasks.spawn({
-        let stop = stopped(stop_rx.clone());
+        let (daemon, stop) = (daemon.clone(), stopped(stop_rx.clone()));
         async move {
-            routes_feed.run(stop).await;
+            routing::feed(daemon, stop).await;
             Ok(())
         }
     });
     tasks.spawn(nap_router::serve(
         router_listener,
         router_options,
-        routes,
+        daemon.routing.receiver(),
         stopped(stop_rx.clone()),
     ));
     tasks.spawn({
@@ -356,6 +384,9 @@ pub async fn serve(
     });
     shutdown.await;
     info!("shutting down");
+    // What is under way is undone (a deploy stops its new instances, a push's
+    // git ends) before the doors close and the runtime stops what is left.
+    daemon.operations.cancel_all(OPERATIONS_PATIENCE).await;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     daemon.runtime.shutdown().await;

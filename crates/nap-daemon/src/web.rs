@@ -1,14 +1,12 @@
 //! The daemon behind the web manager (nap-web), which goes through the same
-//! access rule and the same commands as SSH, and the router's (nap-router)
-//! membership.
+//! access rule and the same commands as SSH. (The router's membership is
+//! `routing.rs`.)
 
 use std::sync::Arc;
 
-use nap_core::{AccessError, Action, AppName, Caller};
-use nap_router::{Routes, RoutesReceiver};
+use nap_core::{AccessError, Action, Caller};
 use nap_web::{BoxFuture, Chunk, Denied, User};
-use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tokio::sync::mpsc;
 
 use crate::{AppsError, Daemon, Out};
 
@@ -74,112 +72,5 @@ impl nap_web::Backend for WebBackend {
             );
             status
         })
-    }
-}
-
-/// The router's membership: a snapshot of every app and the addresses of its
-/// instances that are up, as `nap_router::serve` takes it.
-///
-/// Nothing here polls. The runtime pushes a new snapshot of up instances on
-/// every change of an instance's state ([`nap_runtime::Runtime::up_addresses`]),
-/// and [`crate::apps::Apps`] announces every app it creates or forgets; the
-/// feed joins the two (an app with nothing up is in the routes with no
-/// address, so that the router answers 502 rather than 404) and publishes
-/// only when the result differs.
-pub struct RoutesFeed {
-    daemon: Arc<Daemon>,
-    publish: watch::Sender<Arc<Routes>>,
-    up: watch::Receiver<Arc<nap_runtime::UpAddresses>>,
-    apps_changed: watch::Receiver<u64>,
-    /// The apps that exist, read again only when `apps_changed` says so.
-    apps: Vec<AppName>,
-}
-
-impl RoutesFeed {
-    /// The feed and the receiver for the router, with the apps as they are
-    /// now already in it.
-    pub async fn start(daemon: Arc<Daemon>) -> (RoutesFeed, RoutesReceiver) {
-        let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
-        let up = daemon.runtime.up_addresses();
-        let apps_changed = daemon.apps.changes();
-        let mut feed = RoutesFeed {
-            daemon,
-            publish,
-            up,
-            apps_changed,
-            apps: Vec::new(),
-        };
-        feed.apps = feed.existing_apps().await;
-        feed.refresh();
-        (feed, receiver)
-    }
-
-    /// Keeps the snapshot up to date until `stop` completes, the router is
-    /// gone or the runtime stops publishing.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        let mut stop = std::pin::pin!(stop);
-        while !self.publish.is_closed() {
-            tokio::select! {
-                () = &mut stop => return,
-                changed = self.up.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                changed = self.apps_changed.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    self.apps = self.existing_apps().await;
-                }
-            }
-            self.refresh();
-        }
-    }
-
-    fn refresh(&mut self) {
-        let up = self.up.borrow_and_update().clone();
-        // Round robin walks each list in this order, which the runtime
-        // keeps the same from one snapshot to the next.
-        let routes: Routes = self
-            .apps
-            .iter()
-            .map(|app| {
-                (
-                    app.as_str(),
-                    up.get(app.as_str()).cloned().unwrap_or_default(),
-                )
-            })
-            .collect();
-        self.publish.send_if_modified(|current| {
-            if **current == routes {
-                false
-            } else {
-                *current = Arc::new(routes);
-                true
-            }
-        });
-    }
-
-    /// The apps that exist: every app with a record.
-    async fn existing_apps(&mut self) -> Vec<AppName> {
-        self.apps_changed.borrow_and_update();
-        let daemon = self.daemon.clone();
-        let everyone = Caller {
-            user: String::new(),
-            admin: true,
-        };
-        let listed = tokio::task::spawn_blocking(move || daemon.apps.visible(&everyone)).await;
-        match listed {
-            Ok(Ok(apps)) => apps.into_iter().map(|(app, _)| app).collect(),
-            Ok(Err(error)) => {
-                debug!(%error, "cannot list the apps; the routes keep the ones known");
-                self.apps.clone()
-            }
-            Err(error) => {
-                debug!(%error, "listing the apps failed; the routes keep the ones known");
-                self.apps.clone()
-            }
-        }
     }
 }

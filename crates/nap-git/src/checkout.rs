@@ -22,7 +22,8 @@ pub struct CheckoutStats {
     pub skipped_submodules: usize,
 }
 
-/// Limits and tuning of [`Repo::checkout_with`]. The default has no limits.
+/// Limits, tuning and the interrupt flag of [`Repo::checkout_with`]. The default has no
+/// limits and cannot be interrupted.
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutOptions {
     /// Refuse a tree with more entries than this, before writing anything.
@@ -32,6 +33,10 @@ pub struct CheckoutOptions {
     pub max_bytes: Option<u64>,
     /// Worker threads; `None` uses every core.
     pub thread_limit: Option<usize>,
+    /// Set to `true` (by another thread) to stop the checkout as soon as it can: it then
+    /// fails with [`CheckoutError::Interrupted`] and leaves nothing behind. The daemon sets
+    /// it when it shuts down in the middle of a deploy.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// The error of [`Repo::checkout`].
@@ -84,12 +89,20 @@ pub enum CheckoutError {
         max_files: usize,
     },
     /// The tree's files add up to more bytes than allowed.
-    #[error("commit {commit} has more than the {max_bytes} bytes of files allowed")]
+    #[error("commit {commit} has {bytes} bytes of files, more than the {max_bytes} allowed")]
     TooLarge {
         /// The commit, as asked for.
         commit: String,
+        /// What its files add up to.
+        bytes: u64,
         /// The limit.
         max_bytes: u64,
+    },
+    /// The interrupt flag was set; nothing was left behind.
+    #[error("the checkout of commit {commit} was interrupted")]
+    Interrupted {
+        /// The commit, as asked for.
+        commit: String,
     },
     /// Writing the files failed.
     #[error("cannot check out commit {commit} into {path}")]
@@ -194,7 +207,7 @@ impl Repo {
         // `core.symlinks`/`core.filemode` that a repository created elsewhere may carry.
         checkout_options.fs = gix::fs::Capabilities::default();
 
-        let should_interrupt = AtomicBool::new(false);
+        let should_interrupt = options.interrupt.clone().unwrap_or_default();
         // gix's `Outcome::files_updated` leaves out symlinks; its progress counter does not.
         let files = Counter::default();
         let outcome = gix::worktree::state::checkout(
@@ -211,6 +224,13 @@ impl Repo {
             path: dest.to_owned(),
             source: GitError::new(source),
         })?;
+        // gix stops early when interrupted but still answers `Ok`: the flag says it. The
+        // staging directory goes with `staging` on the way out.
+        if should_interrupt.load(Ordering::Relaxed) {
+            return Err(CheckoutError::Interrupted {
+                commit: commit.to_owned(),
+            });
+        }
         if let Some(collision) = outcome.collisions.first() {
             return Err(CheckoutError::Collision {
                 commit: commit.to_owned(),
@@ -259,6 +279,8 @@ impl Repo {
             });
         }
         if let Some(max_bytes) = options.max_bytes {
+            // Every header is read even once the limit is passed, so that the refusal can
+            // say how large the tree is; the file limit above bounds the work.
             let mut total: u64 = 0;
             for entry in index.entries() {
                 let size = self
@@ -270,12 +292,13 @@ impl Repo {
                     })?
                     .map_or(0, |header| header.size);
                 total = total.saturating_add(size);
-                if total > max_bytes {
-                    return Err(CheckoutError::TooLarge {
-                        commit: commit.to_owned(),
-                        max_bytes,
-                    });
-                }
+            }
+            if total > max_bytes {
+                return Err(CheckoutError::TooLarge {
+                    commit: commit.to_owned(),
+                    bytes: total,
+                    max_bytes,
+                });
             }
         }
         Ok(())

@@ -133,7 +133,7 @@ fn checkout_limits_refuse_big_trees_before_writing() {
     };
     let error = repo.checkout_with("master", &dest, &options).unwrap_err();
     assert!(
-        matches!(error, CheckoutError::TooLarge { max_bytes: 100, .. }),
+        matches!(error, CheckoutError::TooLarge { bytes, max_bytes: 100, .. } if bytes > 100),
         "{error:?}"
     );
     assert!(!dest.exists());
@@ -142,10 +142,36 @@ fn checkout_limits_refuse_big_trees_before_writing() {
         max_files: Some(6),
         max_bytes: Some(200),
         thread_limit: Some(1),
+        interrupt: None,
     };
     let stats = repo.checkout_with("master", &dest, &options).unwrap();
     assert_eq!(stats.files, 6);
     assert_eq!(names_in(&parent), ["v1"]);
+}
+
+#[test]
+fn an_interrupted_checkout_fails_and_leaves_nothing() {
+    let fixture = Fixture::app();
+    let repo = fixture.open();
+    let parent = fixture.tmp.path().join("releases");
+    let dest = parent.join("v1");
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let options = CheckoutOptions {
+        interrupt: Some(interrupt.clone()),
+        ..Default::default()
+    };
+    let error = repo.checkout_with("master", &dest, &options).unwrap_err();
+    assert!(
+        matches!(error, CheckoutError::Interrupted { .. }),
+        "{error:?}"
+    );
+    assert!(names_in(&parent).is_empty(), "{:?}", names_in(&parent));
+
+    interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        repo.checkout_with("master", &dest, &options).unwrap().files,
+        6
+    );
 }
 
 #[test]

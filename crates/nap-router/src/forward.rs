@@ -12,7 +12,10 @@
 //!   keep ([`crate::Options::retry_body_limit`]); a POST that an instance may
 //!   have half-done is answered 502 rather than done twice;
 //! - each instance is tried at most once per request, and once the response
-//!   has started nothing is retried.
+//!   has started nothing is retried;
+//! - an instance out of rotation (being drained, see `traffic`) is passed over
+//!   before anything is sent to it; if every instance of the request's routes
+//!   was, the request comes back whole so that newer routes can take it.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use crate::body::RequestBody;
 use crate::pool::{self, Connection};
 use crate::proxy::Proxy;
 use crate::table::{App, Upstream};
+use crate::traffic::Claim;
 
 /// The order in which a request tries an app's instances, as indexes into
 /// its list.
@@ -122,6 +126,29 @@ impl Template {
     }
 }
 
+/// Why no instance answered a request.
+pub(crate) enum Unanswered {
+    /// This instance broke the request after it was sent, and it cannot be sent again.
+    Broke(SocketAddr),
+    /// No instance answered and the request can still go elsewhere. Boxed: the usual
+    /// outcome, an answer, should not carry its size.
+    Unsent(Box<Unsent>),
+}
+
+/// A request no instance answered that can still go elsewhere (nothing of it was sent,
+/// or its body was kept).
+pub(crate) struct Unsent {
+    pub(crate) template: Template,
+    pub(crate) body: RequestBody,
+    /// Whether an instance was passed over for being out of rotation: routes newer than
+    /// the request's may then have another.
+    pub(crate) retired: bool,
+}
+
+/// What answered a request: the response, its instance, the connection it came on, and
+/// the request's claim on the instance (in flight until the response has been passed on).
+pub(crate) type Answer = (Response<Incoming>, Arc<Upstream>, Connection, Claim);
+
 /// How one try at one instance went.
 enum Attempt {
     /// The instance answered (the response head has arrived).
@@ -133,9 +160,7 @@ enum Attempt {
 }
 
 impl Proxy {
-    /// Sends the request to `app`'s instances in `order` until one answers;
-    /// the error names the instance that broke a request that cannot be sent
-    /// again, or none if nobody could be reached.
+    /// Sends the request to `app`'s instances in `order` until one answers.
     pub(crate) async fn forward(
         &self,
         app: &App,
@@ -144,10 +169,18 @@ impl Proxy {
         mut body: RequestBody,
         idempotent: bool,
         upgrade: bool,
-    ) -> Result<(Response<Incoming>, Arc<Upstream>, Connection), Option<SocketAddr>> {
+    ) -> Result<Answer, Unanswered> {
         let tries = order.len();
+        let mut retired = false;
         for nth in 0..tries {
             let upstream = &app.instances[order.nth(nth)];
+            // Counted in flight before any connection is used; an instance being
+            // drained takes nothing new.
+            let Some(claim) = upstream.presence.claim() else {
+                debug!(instance = %upstream.addr, "instance out of rotation; trying the next");
+                retired = true;
+                continue;
+            };
             // What a retry after a failure mid-request needs; none is
             // possible for the last instance or a request that is not safe
             // to repeat.
@@ -163,7 +196,7 @@ impl Proxy {
             {
                 Attempt::Answered(response, connection) => {
                     upstream.answered();
-                    return Ok((response, upstream.clone(), connection));
+                    return Ok((response, upstream.clone(), connection, claim));
                 }
                 Attempt::NotSent(unsent, error) => {
                     debug!(instance = %upstream.addr, %error, "instance unreachable; trying the next");
@@ -174,12 +207,16 @@ impl Proxy {
                     debug!(instance = %upstream.addr, %error, "instance failed before answering");
                     match spare {
                         Some(spare) => body = spare,
-                        None => return Err(Some(upstream.addr)),
+                        None => return Err(Unanswered::Broke(upstream.addr)),
                     }
                 }
             }
         }
-        Err(None)
+        Err(Unanswered::Unsent(Box::new(Unsent {
+            template,
+            body,
+            retired,
+        })))
     }
 
     /// One try at one instance: on an idle pooled connection if there is one

@@ -19,8 +19,14 @@
 //! per app and instance, carried from snapshot to snapshot), `host` (which app
 //! a `Host` is for), `headers` (hop-by-hop and forwarding headers), `body`
 //! (the bodies that flow through), `pool` (connections to instances),
-//! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade)
+//! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade),
+//! `traffic` (requests in flight per instance, and instances being drained)
 //! and `server` (the accept loop, limits and graceful stop).
+//!
+//! Draining: the daemon takes an instance out of rotation before it stops it
+//! ([`Traffic::retire`]), waits until the requests already on their way to it
+//! are answered ([`Traffic::until_idle`]), and only then sends it SIGTERM; a
+//! connection kept open to a drained instance is not used again.
 //!
 //! **Architecture Invariant:** knows nothing of apps beyond their name and the
 //! addresses a [`Routes`] snapshot gives; where instances come from (the local
@@ -40,8 +46,10 @@ mod routes;
 mod server;
 mod stop;
 mod table;
+mod traffic;
 
 pub use routes::{Routes, RoutesReceiver};
+pub use traffic::Traffic;
 
 /// A boxed, sendable future (an upgraded connection's tunnel).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -74,6 +82,9 @@ pub struct Options {
     /// runtime and an accept loop of its own, as nginx has a worker process
     /// per core; default: one per core.
     pub workers: usize,
+    /// The requests in flight per instance and the instances being drained;
+    /// keep a clone to drain instances with. Default: a book of its own.
+    pub traffic: Traffic,
 }
 
 impl Default for Options {
@@ -86,6 +97,7 @@ impl Default for Options {
             retry_body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            traffic: Traffic::new(),
         }
     }
 }

@@ -29,6 +29,7 @@ use tracing::debug;
 
 use crate::body::RequestBody;
 use crate::table::Upstream;
+use crate::traffic::Claim;
 
 type Io = TokioIo<TcpStream>;
 
@@ -164,11 +165,13 @@ impl Pool {
     }
 }
 
-/// A connection in use, to be given back when its response has been read.
+/// A connection in use, to be given back when its response has been read. Until then
+/// the request counts as in flight to its instance (the claim).
 pub(crate) struct Checkin {
     upstream: Arc<Upstream>,
     pub(crate) connection: Connection,
     reusable: bool,
+    _claim: Claim,
 }
 
 impl Checkin {
@@ -176,17 +179,25 @@ impl Checkin {
     /// request (the instance said `Connection: close`, spoke HTTP/1.0, or the
     /// connection was opened for an upgrade); they are kept open only until
     /// their response has been read.
-    pub(crate) fn new(upstream: Arc<Upstream>, connection: Connection, reusable: bool) -> Checkin {
+    pub(crate) fn new(
+        upstream: Arc<Upstream>,
+        connection: Connection,
+        reusable: bool,
+        claim: Claim,
+    ) -> Checkin {
         Checkin {
             upstream,
             connection,
             reusable,
+            _claim: claim,
         }
     }
 
-    /// The response has been read in full: the connection may go back.
+    /// The response has been read in full: the connection may go back, unless its
+    /// instance is being drained (nothing would take it again), and the request is no
+    /// longer in flight.
     pub(crate) fn finish(self) {
-        if self.reusable {
+        if self.reusable && !self.upstream.presence.retired() {
             self.upstream.pool.put(self.connection);
         }
     }

@@ -21,9 +21,9 @@ use hyper_util::rt::TokioIo;
 use tracing::{Level, debug};
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::forward::{Order, Template};
+use crate::forward::{Order, Template, Unanswered, Unsent};
 use crate::pool::Checkin;
-use crate::table::Table;
+use crate::table::{RouteView, Table};
 use crate::{BoxFuture, Options, headers, host};
 
 /// The byte copying of an upgraded connection (a WebSocket), which outlives
@@ -71,12 +71,12 @@ impl Proxy {
         }
     }
 
-    /// Answers one client request from the apps of `table`; never fails
-    /// (failures are error pages).
+    /// Answers one client request from the apps of the newest routes its
+    /// connection's view has; never fails (failures are error pages).
     pub(crate) async fn handle(
         &self,
         request: Request<Incoming>,
-        table: &Table,
+        routes: &Mutex<RouteView>,
         client: &Client,
         tunnel: &TunnelSlot,
     ) -> Result<Response<ResponseBody>, Infallible> {
@@ -96,7 +96,7 @@ impl Proxy {
         let mut instance = None;
         let response = match (&host, &name) {
             (Some(host), Some(name)) => {
-                self.route(request, table, name, host, client, tunnel, &mut instance)
+                self.route(request, routes, name, host, client, tunnel, &mut instance)
                     .await
             }
             _ => self.no_app_here(),
@@ -123,13 +123,14 @@ impl Proxy {
     async fn route(
         &self,
         mut request: Request<Incoming>,
-        table: &Table,
+        routes: &Mutex<RouteView>,
         name: &str,
         host: &HeaderValue,
         client: &Client,
         tunnel: &TunnelSlot,
         instance: &mut Option<SocketAddr>,
     ) -> Response<ResponseBody> {
+        let table = newest(routes);
         let Some(app) = table.app(name) else {
             return page(
                 StatusCode::NOT_FOUND,
@@ -175,13 +176,32 @@ impl Proxy {
         headers::add_forwarded(&mut headers, &client.forwarded_for, &client.proto, host);
         let template = Template::new(parts.method, uri, headers);
 
-        let (mut response, upstream, connection) = match self
+        let mut forwarded = self
             .forward(app, &order, template, body, idempotent, upgrade)
-            .await
-        {
+            .await;
+        // Every instance of these routes was being drained (the request read its routes
+        // before the ones that replaced them): the newest routes take it, once.
+        if let Err(Unanswered::Unsent(unsent)) = forwarded {
+            let fresh = newest(routes);
+            forwarded = match fresh.app(name) {
+                Some(app)
+                    if unsent.retired
+                        && !Arc::ptr_eq(&fresh, &table)
+                        && !app.instances.is_empty() =>
+                {
+                    let Unsent { template, body, .. } = *unsent;
+                    self.forward(app, &Order::of(app), template, body, idempotent, upgrade)
+                        .await
+                }
+                _ => Err(Unanswered::Unsent(unsent)),
+            };
+        }
+        let (mut response, upstream, connection, claim) = match forwarded {
             Ok(answered) => answered,
-            Err(broke) => {
-                *instance = broke;
+            Err(unanswered) => {
+                if let Unanswered::Broke(addr) = unanswered {
+                    *instance = Some(addr);
+                }
                 return page(
                     StatusCode::BAD_GATEWAY,
                     format!("502 Bad Gateway: {name} did not answer\n"),
@@ -204,6 +224,9 @@ impl Proxy {
             headers::strip_hop_by_hop(&mut parts.headers, true);
             parts.version = Version::HTTP_11;
             parts.extensions = Extensions::new();
+            // The request has its answer; the tunnel that follows does not hold up a
+            // drain of the instance.
+            drop(claim);
             return Response::from_parts(parts, ResponseBody::Page(None));
         }
 
@@ -213,7 +236,7 @@ impl Proxy {
         // hyper turns this into HTTP/1.0 for HTTP/1.0 clients.
         parts.version = Version::HTTP_11;
         parts.extensions = Extensions::new();
-        let checkin = Checkin::new(upstream, connection, reusable);
+        let checkin = Checkin::new(upstream, connection, reusable, claim);
         Response::from_parts(parts, ResponseBody::upstream(incoming, checkin))
     }
 
@@ -253,6 +276,15 @@ impl Proxy {
             RequestBody::Buffered(Some(bytes))
         })
     }
+}
+
+/// The table of the newest routes a connection's view has.
+fn newest(routes: &Mutex<RouteView>) -> Arc<Table> {
+    routes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .current()
+        .clone()
 }
 
 /// Copies bytes both ways between an upgraded client connection and the

@@ -84,7 +84,7 @@ pub(crate) async fn run(
         let worker = Worker {
             listener: listener.try_clone()?,
             shared: shared.clone(),
-            routes: RouteView::new(routes.clone(), turns.clone()),
+            routes: RouteView::new(routes.clone(), turns.clone(), options.traffic.clone()),
             stop: stop.clone(),
             cut: cut.0.stopping(),
         };
@@ -239,15 +239,15 @@ async fn serve_connection<Stream>(
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let tunnel = TunnelSlot::default();
+    // Only this connection's requests use it, one at a time, so the lock is
+    // never contended; it lets a request look at the newest routes again
+    // after it waited (see `Proxy::route`).
+    let routes = std::sync::Mutex::new(routes);
     let service = {
-        let (proxy, client, tunnel) = (&shared.proxy, &client, &tunnel);
-        // Only this connection's requests use it, one at a time; the cell
-        // just lets the `Fn` service keep it up to date.
-        let routes = std::cell::RefCell::new(routes);
-        service_fn(move |request| {
-            let table = routes.borrow_mut().current().clone();
-            async move { proxy.handle(request, &table, client, tunnel).await }
-        })
+        let (proxy, client, tunnel, routes) = (&shared.proxy, &client, &tunnel, &routes);
+        service_fn(
+            move |request| async move { proxy.handle(request, routes, client, tunnel).await },
+        )
     };
     let mut serving = pin!(
         shared

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::pool::Pool;
 use crate::routes::{Routes, RoutesReceiver};
+use crate::traffic::{Presence, Traffic};
 
 /// How long an instance that refused a connection goes to the back of the line: it is
 /// still tried, but after the others.
@@ -28,6 +29,8 @@ pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     /// Connections to it, kept alive between requests.
     pub(crate) pool: Pool,
+    /// This worker's requests in flight to it, and whether it is out of rotation.
+    pub(crate) presence: Arc<Presence>,
     /// When it last refused a connection, in milliseconds after `born`, plus one; zero
     /// when it has not (or answered since).
     refused_at: AtomicU64,
@@ -35,10 +38,11 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    fn new(addr: SocketAddr) -> Upstream {
+    fn new(addr: SocketAddr, traffic: &Traffic) -> Upstream {
         Upstream {
             addr,
             pool: Pool::default(),
+            presence: traffic.presence(addr),
             refused_at: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -95,14 +99,17 @@ impl Table {
 
     /// The table for `routes`, taking over `previous`'s state for the instances that
     /// are still there and each app's turn from `turns`. An address listed twice for
-    /// an app is tried once.
-    fn build(routes: &Routes, previous: &Table, turns: &Turns) -> Table {
+    /// an app is tried once. An instance that was retired is not taken over: if its
+    /// address is listed again, it is a new instance there (or the same one, if the
+    /// drain that retired it failed), with a fresh state.
+    fn build(routes: &Routes, previous: &Table, turns: &Turns, traffic: &Traffic) -> Table {
         let mut turns = turns.0.lock().unwrap_or_else(PoisonError::into_inner);
         turns.retain(|app, _| routes.instances(app).is_some());
         let known: HashMap<SocketAddr, &Arc<Upstream>> = previous
             .apps
             .values()
             .flat_map(|app| app.instances.iter())
+            .filter(|upstream| !upstream.presence.retired())
             .map(|upstream| (upstream.addr, upstream))
             .collect();
         let mut made: HashMap<SocketAddr, Arc<Upstream>> = HashMap::new();
@@ -115,9 +122,10 @@ impl Table {
                         continue;
                     }
                     let upstream = made.entry(addr).or_insert_with(|| {
-                        known
-                            .get(&addr)
-                            .map_or_else(|| Arc::new(Upstream::new(addr)), |&known| known.clone())
+                        known.get(&addr).map_or_else(
+                            || Arc::new(Upstream::new(addr, traffic)),
+                            |&known| known.clone(),
+                        )
                     });
                     instances.push(upstream.clone());
                 }
@@ -145,6 +153,7 @@ struct Built {
     routes: Option<Arc<Routes>>,
     table: Arc<Table>,
     turns: Arc<Turns>,
+    traffic: Traffic,
 }
 
 /// What one client connection (or the accept loop) holds: its own receiver, and the
@@ -157,12 +166,18 @@ pub(crate) struct RouteView {
 }
 
 impl RouteView {
-    /// A worker's first view: tables of its own, turns shared with the others.
-    pub(crate) fn new(mut routes: RoutesReceiver, turns: Arc<Turns>) -> RouteView {
+    /// A worker's first view: tables of its own, turns and traffic shared with the
+    /// others.
+    pub(crate) fn new(
+        mut routes: RoutesReceiver,
+        turns: Arc<Turns>,
+        traffic: Traffic,
+    ) -> RouteView {
         let built = Arc::new(Mutex::new(Built {
             routes: None,
             table: Arc::default(),
             turns,
+            traffic,
         }));
         let snapshot = routes.borrow_and_update().clone();
         let table = table_for(&built, &snapshot);
@@ -193,7 +208,12 @@ fn table_for(built: &Mutex<Built>, routes: &Arc<Routes>) -> Arc<Table> {
         .as_ref()
         .is_some_and(|seen| Arc::ptr_eq(seen, routes))
     {
-        built.table = Arc::new(Table::build(routes, &built.table, &built.turns));
+        built.table = Arc::new(Table::build(
+            routes,
+            &built.table,
+            &built.turns,
+            &built.traffic,
+        ));
         built.routes = Some(routes.clone());
     }
     built.table.clone()
@@ -215,7 +235,8 @@ mod tests {
             .into_iter()
             .collect();
         let turns = Turns::default();
-        let one = Table::build(&first, &Table::default(), &turns);
+        let traffic = Traffic::new();
+        let one = Table::build(&first, &Table::default(), &turns, &traffic);
         let web = one.app("web").expect("web");
         assert_eq!(web.instances.len(), 2, "a repeated address is tried once");
         assert_eq!(web.next_turn(), 0);
@@ -224,7 +245,7 @@ mod tests {
         let second: Routes = [("web", vec![addr(2), addr(3)]), ("api", vec![addr(2)])]
             .into_iter()
             .collect();
-        let two = Table::build(&second, &one, &turns);
+        let two = Table::build(&second, &one, &turns, &traffic);
         let web = two.app("web").expect("web");
         assert_eq!(web.next_turn(), 1, "round robin goes on");
         assert!(Arc::ptr_eq(
@@ -242,13 +263,29 @@ mod tests {
         web.instances[0].answered();
         assert!(!api.instances[0].suspect());
         assert!(two.app("ghost").is_none());
+
+        // A retired instance is not carried over: its address, listed again, is a new
+        // instance with a fresh state once the drain is over.
+        traffic.retire(&[addr(3)]);
+        traffic.forget(&[addr(3)]);
+        let three = Table::build(&second, &two, &turns, &traffic);
+        let web = three.app("web").expect("web");
+        assert!(!Arc::ptr_eq(
+            &web.instances[1],
+            &two.app("web").expect("web").instances[1]
+        ));
+        assert!(!web.instances[1].presence.retired());
+        assert!(Arc::ptr_eq(
+            &web.instances[0],
+            &two.app("web").expect("web").instances[0]
+        ));
     }
 
     #[test]
     fn a_view_sees_a_new_snapshot() {
         let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
         let turns = Arc::new(Turns::default());
-        let mut view = RouteView::new(receiver, turns.clone());
+        let mut view = RouteView::new(receiver, turns.clone(), Traffic::new());
         assert!(view.current().app("web").is_none());
         publish.send_replace(Arc::new([("web", vec![addr(1)])].into_iter().collect()));
         assert_eq!(view.current().app("web").expect("web").instances.len(), 1);
@@ -256,7 +293,7 @@ mod tests {
         assert!(Arc::ptr_eq(view.current(), other.current()), "built once");
         // Another worker: tables of its own, turns in common.
         let (_publish, receiver) = watch::channel(publish.borrow().clone());
-        let mut worker = RouteView::new(receiver, turns);
+        let mut worker = RouteView::new(receiver, turns, Traffic::new());
         assert!(!Arc::ptr_eq(view.current(), worker.current()));
         let (mine, theirs) = (
             view.current().app("web").expect("web"),

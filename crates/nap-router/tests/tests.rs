@@ -5,6 +5,7 @@
 mod support;
 
 mod balancing;
+mod draining;
 mod errors;
 mod failover;
 mod forwarding;

@@ -26,6 +26,12 @@ pub struct FileConfig {
     pub health_grace_ms: Option<u64>,
     pub boot_timeout_secs: Option<u64>,
     pub deploy_lock_timeout_secs: Option<u64>,
+    /// Most files a pushed tree may have.
+    pub max_files: Option<usize>,
+    /// Most bytes a pushed tree's files may add up to.
+    pub max_bytes: Option<u64>,
+    /// Seconds an instance taken out of the router's rotation may finish its requests.
+    pub drain_timeout_secs: Option<u64>,
     pub cgroups: Option<bool>,
     pub secure_cookies: Option<bool>,
     /// `local` (default) or `fleet`.
@@ -287,6 +293,10 @@ pub fn settings(
         ),
         boot_timeout: Duration::from_secs(file.boot_timeout_secs.unwrap_or(10)),
         deploy_lock_timeout: Duration::from_secs(file.deploy_lock_timeout_secs.unwrap_or(600)),
+        // Generous: far above any app's source, far below what fills a disk.
+        max_files: file.max_files.unwrap_or(200_000),
+        max_bytes: file.max_bytes.unwrap_or(4 << 30),
+        drain_timeout: Duration::from_secs(file.drain_timeout_secs.unwrap_or(30)),
         cgroups: file.cgroups.unwrap_or(true),
         secure_cookies: file.secure_cookies.unwrap_or(false),
         fleet,

@@ -44,6 +44,10 @@ pub struct Command {
     pub about: &'static str,
     /// Who may run it.
     pub gate: Gate,
+    /// Whether it is an operation that changes what runs: it then runs in a task of its
+    /// own, to its end or to a full undo, whether or not its client stays
+    /// (`operation.rs`). Such a command reads no stdin.
+    pub outlives_client: bool,
     /// What runs it.
     pub handler: Handler,
 }
@@ -93,7 +97,7 @@ pub struct Locked {
     pub app: AppName,
     /// Its record, as of taking the lock.
     pub record: AppRecord,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _guard: crate::app_lock::AppLock,
 }
 
 /// Why a locked app has no release to work with.

@@ -24,9 +24,10 @@ use tokio::io::AsyncRead;
 
 pub use call::{Call, Command, Gate, USAGE, fail};
 
+use crate::operation::{Sink, follow};
 use crate::{Daemon, Out};
 
-/// A row of the table.
+/// A row of the table: a command that lasts as long as its client.
 const fn command(
     name: &'static str,
     usage: &'static str,
@@ -39,7 +40,23 @@ const fn command(
         usage,
         about,
         gate,
+        outlives_client: false,
         handler,
+    }
+}
+
+/// A row of the table: an operation, which runs to its end (or to a full undo) even
+/// when its client leaves.
+const fn operation(
+    name: &'static str,
+    usage: &'static str,
+    about: &'static str,
+    gate: Gate,
+    handler: call::Handler,
+) -> Command {
+    Command {
+        outlives_client: true,
+        ..command(name, usage, about, gate, handler)
     }
 }
 
@@ -62,7 +79,7 @@ pub const COMMANDS: &[Command] = &[
         READ,
         |call| Box::pin(ops::ps(call)),
     ),
-    command(
+    operation(
         "scale",
         "scale APP N|+N|-N  (or APP+N)",
         "set the number of instances",
@@ -76,7 +93,7 @@ pub const COMMANDS: &[Command] = &[
         READ,
         |call| Box::pin(logs::logs(call)),
     ),
-    command(
+    operation(
         "restart",
         "restart APP",
         "restart every instance, one at a time",
@@ -90,7 +107,7 @@ pub const COMMANDS: &[Command] = &[
         READ,
         |call| Box::pin(releases::releases(call)),
     ),
-    command(
+    operation(
         "rollback",
         "rollback APP [vN]",
         "deploy an earlier release again (default: the previous)",
@@ -104,21 +121,21 @@ pub const COMMANDS: &[Command] = &[
         READ,
         |call| Box::pin(config::show(call)),
     ),
-    command(
+    operation(
         "config:set",
         "config:set APP KEY=VALUE ...",
         "set config vars (makes a new release)",
         WRITE,
         |call| Box::pin(config::set(call)),
     ),
-    command(
+    operation(
         "config:unset",
         "config:unset APP KEY ...",
         "remove config vars (makes a new release)",
         WRITE,
         |call| Box::pin(config::unset(call)),
     ),
-    command(
+    operation(
         "clone",
         "clone APP [NEW] --command CMD...",
         "a similar app: APP's code started with another command",
@@ -126,7 +143,7 @@ pub const COMMANDS: &[Command] = &[
         READ,
         |call| Box::pin(similar::clone(call)),
     ),
-    command(
+    operation(
         "deploy",
         "deploy NEW --from GIT_URL [--ref REF]",
         "fetch a repository and deploy it as a new app",
@@ -134,7 +151,7 @@ pub const COMMANDS: &[Command] = &[
         Gate::Anyone,
         |call| Box::pin(similar::deploy_from(call)),
     ),
-    command(
+    operation(
         "destroy",
         "destroy APP --force",
         "stop the app and delete its code, releases and logs",
@@ -215,6 +232,9 @@ pub async fn run(
     if let Err(refused) = command.admitted(caller) {
         return fail(out, refused).await;
     }
+    if command.outlives_client {
+        return run_detached(daemon, caller, args, command, out).await;
+    }
     let call = Call {
         daemon,
         caller,
@@ -224,6 +244,34 @@ pub async fn run(
         command,
     };
     (command.handler)(call).await
+}
+
+/// Runs an operation's handler in a task of its own and follows its output; the
+/// operation goes on if this future is dropped (the client left).
+async fn run_detached(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    args: &[&str],
+    command: &'static Command,
+    out: &mut Out<'_>,
+) -> u32 {
+    let (sink, chunks) = Sink::new();
+    let (daemon, caller) = (daemon.clone(), caller.clone());
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let operation = daemon.clone().operations.spawn(async move {
+        let mut out = sink.out();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let call = Call {
+            daemon: &daemon,
+            caller: &caller,
+            args: &args,
+            stdin: Box::new(tokio::io::empty()),
+            out: &mut out,
+            command,
+        };
+        (command.handler)(call).await
+    });
+    follow(chunks, operation, out).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,204 @@
+//! A push: `git receive-pack` inside an operation that outlives the pusher.
+//!
+//! The push's task takes the app's lock, runs git, and holds the lock until git has
+//! exited and the push's outcome is settled. The SSH channel only feeds git's stdin and
+//! follows the output. When the pusher leaves, git is not killed: its stdin gets EOF
+//! (if it was still reading the pack, it fails and nothing changes), and its output is
+//! read and dropped, so it never blocks. The deploy that git's pre-receive hook asks for
+//! runs in an operation of its own (`hook.rs`), which also goes on if the hook dies.
+//!
+//! Once git has exited, the push waits for its deploy to end and checks the one rule
+//! that makes a push consistent: the running release is the commit the branch points
+//! at. A deploy that succeeded for a ref git did not update (the hook died, git was
+//! killed, the ref could not be locked) is undone: the previous release comes back
+//! and the new one stops.
+
+use std::sync::Arc;
+
+use nap_core::{AppName, Caller};
+use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream};
+use tracing::{info, warn};
+
+use crate::deploy::Deployed;
+use crate::git_exec::{exit_code, git_service};
+use crate::operation::{Chunk, Sink, follow};
+use crate::{Daemon, Out};
+
+/// Bytes of the client's pack that may wait between its channel and git.
+const STDIN_BUFFER: usize = 64 * 1024;
+
+/// Runs a push of `app` for `caller`: starts the push's operation, feeds it the
+/// client's bytes and follows its output. The operation goes on if this future is
+/// dropped.
+pub(crate) async fn receive_pack(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    app: AppName,
+    mut stdin: Box<dyn AsyncRead + Send + Unpin + '_>,
+    out: &mut Out<'_>,
+) -> u32 {
+    let (sink, chunks) = Sink::new();
+    let (mut to_push, from_client) = tokio::io::duplex(STDIN_BUFFER);
+    let (daemon_for_push, caller_for_push) = (daemon.clone(), caller.clone());
+    let operation = daemon.operations.spawn(async move {
+        let status = push(
+            daemon_for_push,
+            caller_for_push,
+            app.clone(),
+            from_client,
+            sink,
+        )
+        .await;
+        // Said once the lock is free and the outcome settled: whoever waits for a push
+        // whose client left (an operator, a test) waits for this line.
+        info!("the push of {app} is over (status {status})");
+        status
+    });
+    // The client's bytes go to the push until the client sends EOF (or leaves: then
+    // this future is dropped, and with it the pipe's end, which is git's EOF).
+    let feed = async move {
+        let _ = tokio::io::copy(&mut stdin, &mut to_push).await;
+    };
+    let follow = follow(chunks, operation, out);
+    tokio::pin!(feed, follow);
+    let mut fed = false;
+    loop {
+        tokio::select! {
+            status = &mut follow => return status,
+            () = &mut feed, if !fed => fed = true,
+        }
+    }
+}
+
+/// The push's operation.
+async fn push(
+    daemon: Arc<Daemon>,
+    caller: Caller,
+    app: AppName,
+    mut from_client: DuplexStream,
+    sink: Sink,
+) -> u32 {
+    let mut out = sink.out();
+    let Ok(_lock) = daemon.lock_app(&app, &mut out).await else {
+        return 1;
+    };
+    if sink.door_gone() {
+        info!(user = %caller.user, app = %app, "the pusher left before git started; nothing was pushed");
+        return 1;
+    }
+    let push = match daemon.pushes.register(&caller, &app) {
+        Ok(push) => push,
+        Err(e) => {
+            out.err(&format!(" !     cannot make a push token: {e}"))
+                .await;
+            return 1;
+        }
+    };
+    let mut command = git_service(&daemon, "receive-pack", &app);
+    command
+        .env("NAP_BIN", &daemon.settings.nap_bin)
+        .env("NAP_SOCKET", daemon.data.socket())
+        .env("NAP_HOOK_TOKEN", push.token());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            warn!(error = %e, "cannot start git");
+            out.err(&format!(" !     cannot start git receive-pack: {e}"))
+                .await;
+            return 1;
+        }
+    };
+    info!(user = %caller.user, app = %app, "git receive-pack started");
+    let (Some(mut child_in), Some(child_out), Some(child_err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return 1;
+    };
+    let cancel = daemon.operations.cancel();
+    // The pack goes to git until the client's EOF; a daemon shutting down ends it at
+    // once (git then fails for want of a pack, or, in its hook, with the deploy the
+    // shutdown undid).
+    let to_git = async move {
+        tokio::select! {
+            _ = tokio::io::copy(&mut from_client, &mut child_in) => {}
+            () = cancel.cancelled() => {}
+        }
+        drop(child_in);
+    };
+    let from_git = async {
+        tokio::join!(
+            relay(child_out, &sink, Chunk::Out),
+            relay(child_err, &sink, Chunk::Err)
+        );
+        child.wait().await
+    };
+    tokio::pin!(to_git, from_git);
+    let mut fed = false;
+    let status = loop {
+        tokio::select! {
+            status = &mut from_git => break status,
+            () = &mut to_git, if !fed => fed = true,
+        }
+    };
+    // Git is done; its hook's deploy (if it asked for one) may still be running.
+    if let Some((deployed, branch)) = push.outcome().await {
+        settle(&daemon, &app, &deployed, &branch, &mut out).await;
+    }
+    exit_code(status)
+}
+
+/// Copies one of git's streams to the client while it follows, and reads (and drops)
+/// the rest once it has gone, so that git never blocks on a full pipe.
+async fn relay(mut from: impl AsyncRead + Unpin, sink: &Sink, chunk: fn(Vec<u8>) -> Chunk) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut following = true;
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if following {
+            following = sink.send(chunk(buffer[..n].to_vec())).await;
+        }
+    }
+}
+
+/// After git: the running release must be the commit `branch` points at. If git did not
+/// move the branch to the deployed commit, the deploy is undone.
+async fn settle(
+    daemon: &Arc<Daemon>,
+    app: &AppName,
+    deployed: &Deployed,
+    branch: &str,
+    out: &mut Out<'_>,
+) {
+    let repo = daemon.data.repo(app.as_str());
+    let reference = branch.to_owned();
+    let pointed = tokio::task::spawn_blocking(move || {
+        nap_git::open(&repo, &nap_git::Quarantine::default())
+            .ok()?
+            .resolve_commit(&reference)
+            .ok()
+            .map(|commit| commit.id)
+    })
+    .await
+    .ok()
+    .flatten();
+    if pointed.as_deref() == Some(deployed.commit.as_str()) {
+        return;
+    }
+    warn!(
+        app = %app,
+        release = deployed.number,
+        commit = %deployed.commit,
+        branch,
+        points_at = pointed.as_deref().unwrap_or("nothing"),
+        "the push's deploy succeeded but git did not update the branch; undoing the deploy"
+    );
+    out.err(&format!(
+        " !     git did not update {branch}; undoing {app} v{}",
+        deployed.number
+    ))
+    .await;
+    daemon.undo_deploy(app, deployed, out).await;
+}

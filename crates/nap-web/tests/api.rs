@@ -46,7 +46,7 @@ async fn apps_and_app_come_from_the_commands() {
     assert_eq!(apps.header("content-type"), Some("application/json"));
     assert_eq!(
         apps.json(),
-        serde_json::json!([{"name": "web", "owner": "alice", "release": "v2", "up": 1, "desired": 1}])
+        serde_json::json!([{"name": "web", "owner": "alice", "release": "v2", "up": 1, "desired": 1, "isolated": true}])
     );
     assert_eq!(
         server.fake.runs(),

@@ -156,7 +156,9 @@ impl Backend for Fake {
                         .iter()
                         .filter(|(_, app)| user.admin || app.owner == user.name)
                         .map(|(name, app)| {
-                            json!({"name": name, "owner": app.owner, "release": "v2", "up": app.instances, "desired": app.instances})
+                            json!({"name": name, "owner": app.owner, "release": "v2", "up": app.instances, "desired": app.instances,
+                                  // The default daemon: instances in the sandbox.
+                                  "isolated": true})
                         })
                         .collect();
                     out(format!(
@@ -172,7 +174,8 @@ impl Backend for Fake {
                         .map(|i| {
                             json!({"instance": format!("{app}@{i}"), "release": "v2", "state": "up", "port": 20000 + i,
                                    "pid": 4000 + i, "uptime_secs": 65 * i, "restarts": 0,
-                                   "memory_used": 12_582_912 * u64::from(i), "memory_limit": 268_435_456, "limit_enforced": true})
+                                   "memory_used": 12_582_912 * u64::from(i), "memory_limit": 268_435_456, "limit_enforced": true,
+                                   "isolated": true})
                         })
                         .collect();
                     out(format!("{}\n", serde_json::to_string(&rows).expect("json"))).await;

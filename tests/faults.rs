@@ -426,3 +426,40 @@ fn a_push_over_the_size_limits_is_refused_with_both_numbers_and_changes_nothing(
         "a refused tree was left behind"
     );
 }
+
+#[test]
+fn a_deploy_whose_ref_git_refuses_to_move_is_undone() {
+    let nap = Nap::start();
+    let alice = nap.user("alice", "ed25519", false);
+    let repo = alice.app_repo("web", &server_profile(""));
+    alice.deploy(&repo, "web");
+    let first = text(&alice.git(&repo, &["rev-parse", "HEAD"])).0;
+    alice.commit(&repo, &[("version", "2")], "second");
+    alice.deploy(&repo, "web");
+    assert_eq!(assert_consistent(&nap, "web", 1), 2);
+    // git checks fast-forwards after the pre-receive hook: the deploy succeeds, then
+    // git refuses to move the branch.
+    let config = Command::new("git")
+        .arg("--git-dir")
+        .arg(nap.data.join("repos/web.git"))
+        .args(["config", "receive.denyNonFastForwards", "true"])
+        .status()
+        .expect("git config");
+    assert!(config.success());
+    assert!(
+        alice
+            .git(&repo, &["reset", "-q", "--hard", first.trim()])
+            .status
+            .success()
+    );
+    alice.commit(&repo, &[("version", "3")], "diverged");
+    let output = alice.git(&repo, &["push", "--force", &alice.remote("web"), "master"]);
+    let stderr = text(&output).1;
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("undoing web v3"), "{stderr}");
+    nap.wait_for_log("the push of web is over", 3);
+    // v2 runs again, master still points at it, and v3's number stays taken.
+    assert_eq!(assert_consistent(&nap, "web", 1), 2, "{stderr}");
+    assert_eq!(record(&nap, "web").1, 3);
+    assert!(!nap.data.join("apps/web/releases/v3.json").exists());
+}

@@ -130,6 +130,9 @@ pub(crate) fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> u3
 
 /// Most bytes a repository fetched by `deploy --from` may take on disk.
 const MAX_FETCH_BYTES: u64 = 1 << 30;
+/// Bytes of `git fetch`'s stderr kept for the error message; a remote may send any
+/// amount.
+const MAX_FETCH_STDERR: u64 = 64 * 1024;
 /// Longest a fetch may run.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a running fetch is measured against its budget.
@@ -211,9 +214,15 @@ pub(crate) async fn fetch(
         )));
     };
     let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
+        use tokio::io::AsyncReadExt;
+        let mut kept = Vec::new();
+        let _ = (&mut stderr)
+            .take(MAX_FETCH_STDERR)
+            .read_to_end(&mut kept)
+            .await;
+        // The rest is read and dropped, so that git never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        String::from_utf8_lossy(&kept).into_owned()
     });
     let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
     let mut ticker = tokio::time::interval(FETCH_CHECK_INTERVAL);

@@ -117,6 +117,10 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// Most bytes of one answer from fleet or etcd (a unit list of thousands of units is a
+/// few MiB).
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Reply, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -132,8 +136,8 @@ where
             .await
             .map_err(|e| TransportError::Exchange(e.to_string()))?;
         let status = response.status();
-        let body = response
-            .into_body()
+        // A fleet or etcd that answers without end must not fill the daemon's memory.
+        let body = http_body_util::Limited::new(response.into_body(), MAX_REPLY_BYTES)
             .collect()
             .await
             .map_err(|e| TransportError::Exchange(e.to_string()))?

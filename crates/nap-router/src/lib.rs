@@ -1,7 +1,9 @@
-//! The HTTP router: `APP.<domain>` balanced over an app's live instances.
+//! The HTTP router: `APP.<domain>` and custom hosts balanced over an app's
+//! live instances, over plain HTTP and HTTPS.
 //!
-//! [`serve`] accepts HTTP/1.1 connections, reads the app from the `Host`
-//! header, looks up where that app's instances are in the newest [`Routes`]
+//! [`serve`] accepts HTTP/1.1 connections ([`serve_listeners`] also HTTPS
+//! ones, HTTP/1.1 or HTTP/2 as ALPN chose), reads the app from the `Host`
+//! header (or a custom host of the snapshot), looks up where that app's instances are in the newest [`Routes`]
 //! snapshot the daemon published and forwards the request to one of them,
 //! round robin. It behaves like the routers of
 //! Heroku and Dokku (nginx): an instance that refuses the connection is
@@ -20,7 +22,12 @@
 //! a `Host` is for), `headers` (hop-by-hop and forwarding headers), `body`
 //! (the bodies that flow through), `pool` (connections to instances),
 //! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade)
-//! and `server` (the accept loop, limits and graceful stop).
+//! and `server` (the accept loops, TLS, limits and graceful stop).
+//!
+//! TLS itself is nap-certs' business: the router gets an [`HttpsAcceptor`]
+//! (rustls, the certificate chosen by SNI) and answers ACME's HTTP-01
+//! challenges from a [`Challenges`] registry on its plain-HTTP listener,
+//! before routing and before any redirect to HTTPS.
 //!
 //! **Architecture Invariant:** knows nothing of apps beyond their name and the
 //! addresses a [`Routes`] snapshot gives; where instances come from (the local
@@ -41,7 +48,8 @@ mod server;
 mod stop;
 mod table;
 
-pub use routes::{Routes, RoutesReceiver};
+pub use nap_certs::{Challenges, HttpsAcceptor};
+pub use routes::{HostRoute, Routes, RoutesReceiver};
 
 /// A boxed, sendable future (an upgraded connection's tunnel).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -74,6 +82,10 @@ pub struct Options {
     /// runtime and an accept loop of its own, as nginx has a worker process
     /// per core; default: one per core.
     pub workers: usize,
+    /// The ACME HTTP-01 challenges to answer on the plain-HTTP listener
+    /// (`/.well-known/acme-challenge/TOKEN`, any host); `None` answers none and
+    /// routes those paths like any other.
+    pub challenges: Option<Challenges>,
 }
 
 impl Default for Options {
@@ -86,8 +98,28 @@ impl Default for Options {
             retry_body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            challenges: None,
         }
     }
+}
+
+/// The HTTPS listener: its socket and the acceptor that runs the TLS
+/// handshake (and picks the certificate by SNI).
+#[derive(Debug)]
+pub struct Https {
+    /// The listening socket.
+    pub listener: tokio::net::TcpListener,
+    /// The TLS side, from nap-certs.
+    pub acceptor: HttpsAcceptor,
+}
+
+/// The sockets the router serves.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain HTTP/1.1.
+    pub http: tokio::net::TcpListener,
+    /// HTTPS, HTTP/1.1 or HTTP/2 by ALPN; `None` for none.
+    pub https: Option<Https>,
 }
 
 /// Serves HTTP on `listener` from the apps of the newest snapshot `routes`
@@ -112,5 +144,27 @@ pub async fn serve(
     routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::run(listener, options, routes, shutdown).await
+    let listeners = Listeners {
+        http: listener,
+        https: None,
+    };
+    server::run(listeners, options, routes, shutdown).await
+}
+
+/// Like [`serve`], on a plain-HTTP listener and, if given, an HTTPS one. Over
+/// HTTPS the instances get `X-Forwarded-Proto: https`; plain-HTTP requests
+/// for a custom host whose route says `https_redirect` get a 308 to the same
+/// host and path on the HTTPS listener's port (none in the URL for 443).
+/// Both listeners share the workers, the connection cap and the pools.
+///
+/// # Errors
+///
+/// As [`serve`], for either listener.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    options: Options,
+    routes: RoutesReceiver,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::run(listeners, options, routes, shutdown).await
 }

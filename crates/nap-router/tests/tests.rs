@@ -8,5 +8,6 @@ mod balancing;
 mod errors;
 mod failover;
 mod forwarding;
+mod https;
 mod limits;
 mod upgrade;

@@ -9,12 +9,14 @@ mod apps;
 mod commands;
 pub mod control;
 mod deploy;
+mod domains;
 pub mod fleet;
 mod gate;
 mod git_exec;
 pub mod hook;
 mod output;
 mod repo;
+mod tls;
 mod tokens;
 mod users;
 mod web;
@@ -22,6 +24,7 @@ mod web;
 pub use apps::AppsError;
 pub use control::{Request, call};
 pub use output::Out;
+pub use tls::AcmeSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +46,10 @@ pub struct Settings {
     pub http: SocketAddr,
     /// Where the app router listens.
     pub router: SocketAddr,
+    /// Where the app router's HTTPS listener listens.
+    pub https: SocketAddr,
+    /// Where certificates come from.
+    pub acme: AcmeSettings,
     /// Apps are reached at `APP.<domain>` through the router.
     pub domain: String,
     /// The SSH login name.
@@ -111,6 +118,12 @@ pub enum ServeError {
     /// The supervisor could not start.
     #[error("cannot start the supervisor: {0}")]
     Supervisor(#[from] nap_supervisor::NewError),
+    /// The certificate store cannot be opened.
+    #[error("certificates: {0}")]
+    Certs(#[from] nap_certs::CertStoreError),
+    /// The HTTPS listener's TLS cannot be set up.
+    #[error(transparent)]
+    TlsSetup(#[from] nap_certs::TlsSetupError),
 }
 
 /// The addresses a running daemon actually listens on (ports may have been 0).
@@ -122,6 +135,8 @@ pub struct Bound {
     pub http: SocketAddr,
     /// The app router.
     pub router: SocketAddr,
+    /// The app router's HTTPS listener.
+    pub https: SocketAddr,
 }
 
 /// The daemon's shared state.
@@ -130,6 +145,10 @@ pub struct Daemon {
     data: DataDir,
     users: users::UserBook,
     apps: apps::Apps,
+    /// Custom hosts and the apps' HTTPS settings (`DATA/domains.json`).
+    domains: domains::Domains,
+    /// Certificates and ACME (`DATA/certs`).
+    tls: tls::Tls,
     pushes: hook::Pushes,
     runtime: Arc<dyn nap_runtime::Runtime>,
     tokens: tokens::TokenBook,
@@ -157,6 +176,8 @@ impl Daemon {
             nap_store::create_dir(&dir)?;
         }
         let users = users::UserBook::load(data.users_file())?;
+        let domains = domains::Domains::load(data.domains_file())?;
+        let tls = tls::Tls::open(&data.certs(), &settings.acme)?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
         let pending = Arc::new(fleet::PendingReleases::default());
         let runtime: Arc<dyn nap_runtime::Runtime> = match &settings.fleet {
@@ -195,6 +216,8 @@ impl Daemon {
             runtime,
             deploy_locks: std::sync::Mutex::default(),
             apps: apps::Apps::new(data.clone()),
+            domains,
+            tls,
             users,
             pushes: hook::Pushes::default(),
             data,
@@ -230,11 +253,21 @@ pub async fn serve(
     let (ssh_listener, ssh) = listen("ssh", daemon.settings.ssh).await?;
     let (http_listener, http) = listen("http", daemon.settings.http).await?;
     let (router_listener, router) = listen("router", daemon.settings.router).await?;
-    let bound = Bound { ssh, http, router };
+    let (https_listener, https) = listen("https", daemon.settings.https).await?;
+    let https_acceptor = daemon
+        .tls
+        .store
+        .https_acceptor(nap_certs::DEFAULT_HANDSHAKE_TIMEOUT)?;
+    let bound = Bound {
+        ssh,
+        http,
+        router,
+        https,
+    };
     // Apps come back before the daemon says it is ready, so whoever waits
     // for that line finds them running.
     daemon.restore_all().await;
-    info!(%ssh, %http, %router, data = %daemon.data.root().display(), "nap is serving");
+    info!(%ssh, %http, %router, %https, data = %daemon.data.root().display(), "nap is serving");
     ready(&bound);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -275,6 +308,7 @@ pub async fn serve(
     ));
     let router_options = nap_router::Options {
         domain: daemon.settings.domain.clone(),
+        challenges: Some(daemon.tls.challenges.clone()),
         ..nap_router::Options::default()
     };
     let (routes_feed, routes) = web::RoutesFeed::start(daemon.clone()).await;
@@ -285,12 +319,27 @@ pub async fn serve(
             Ok(())
         }
     });
-    tasks.spawn(nap_router::serve(
-        router_listener,
+    let listeners = nap_router::Listeners {
+        http: router_listener,
+        https: Some(nap_router::Https {
+            listener: https_listener,
+            acceptor: https_acceptor,
+        }),
+    };
+    tasks.spawn(nap_router::serve_listeners(
+        listeners,
         router_options,
         routes,
         stopped(stop_rx.clone()),
     ));
+    tasks.spawn({
+        let daemon = daemon.clone();
+        let stop = stopped(stop_rx.clone());
+        async move {
+            daemon.renew_certificates(stop).await;
+            Ok(())
+        }
+    });
     tasks.spawn({
         let daemon = daemon.clone();
         async move {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 /// apps/APP/releases/vN/  checked-out trees; vN.json beside them
 /// logs/APP/APP@I.log     instance output
 /// run/                   the supervisor's records of running processes
+/// domains.json           custom hosts → apps, and each app's HTTPS settings
+/// certs/                 certificates by host, and the ACME account (nap-certs)
 /// ```
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -92,5 +94,14 @@ impl DataDir {
     /// The supervisor's process records.
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
+    }
+    /// The index of custom hosts (which app each belongs to) and the apps'
+    /// HTTPS settings.
+    pub fn domains_file(&self) -> PathBuf {
+        self.root.join("domains.json")
+    }
+    /// The certificates of custom hosts (laid out by nap-certs).
+    pub fn certs(&self) -> PathBuf {
+        self.root.join("certs")
     }
 }

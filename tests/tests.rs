@@ -2,6 +2,8 @@
 //! client and `ssh-keygen`, sockets on 127.0.0.1. One module per area.
 
 mod harness;
+#[path = "../crates/nap-certs/tests/pebble.rs"]
+mod pebble;
 #[path = "../crates/nap-web/tests/webdriver.rs"]
 mod webdriver;
 
@@ -9,6 +11,7 @@ mod architecture;
 mod cli;
 mod deploy;
 mod fleet;
+mod https;
 mod operate;
 mod serve;
 mod similar;

@@ -297,7 +297,8 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.contains("\"www.example.com\": \"web\"") && text.contains("\"https_redirect\": true"),
+            text.contains("\"www.example.com\": \"web\"")
+                && text.contains("\"https_redirect\": true"),
             "{text}"
         );
         let again = Domains::load(path.clone()).unwrap();

@@ -72,7 +72,10 @@ pub struct Tls {
 impl Tls {
     /// Opens the store in `dir` and makes the ACME client (which sends nothing
     /// before its first order).
-    pub fn open(dir: &std::path::Path, settings: &AcmeSettings) -> Result<Tls, nap_certs::CertStoreError> {
+    pub fn open(
+        dir: &std::path::Path,
+        settings: &AcmeSettings,
+    ) -> Result<Tls, nap_certs::CertStoreError> {
         let store = CertStore::open(dir)?;
         let challenges = Challenges::new();
         let mut options = AcmeOptions::new(settings.directory.clone());
@@ -112,22 +115,6 @@ impl Tls {
         self.wake.notify_one();
     }
 
-    /// Whether `host` needs a certificate from ACME now: it has none, or
-    /// its certificate is within the renewal window.
-    pub fn needs_certificate(&self, host: &HostName, now: SystemTime) -> bool {
-        match self.store.record(host) {
-            Ok(Some(CertRecord {
-                certificate: Some(certificate),
-                ..
-            })) => now + self.policy.renew_before >= certificate.not_after.system_time(),
-            Ok(_) => true,
-            Err(error) => {
-                tracing::warn!(%host, %error, "certificate entry unreadable; ordering a new one");
-                true
-            }
-        }
-    }
-
     /// Orders a certificate for `host` and stores it in place of the one it
     /// had, which stays in service if the order fails (the failure is
     /// recorded in the host's entry).
@@ -147,7 +134,10 @@ impl Daemon {
     }
 
     /// Removes the certificate of `host`, if it has one.
-    pub(crate) fn remove_certificate(&self, host: &HostName) -> Result<bool, nap_certs::CertStoreError> {
+    pub(crate) fn remove_certificate(
+        &self,
+        host: &HostName,
+    ) -> Result<bool, nap_certs::CertStoreError> {
         let removed = self.tls.store.remove(host)?;
         if removed {
             self.tls.announce_change();
@@ -176,7 +166,10 @@ impl Daemon {
 
     /// Runs the renewal task until `stop` completes: a pass at start, then one
     /// every hour and whenever woken.
-    pub(crate) async fn renew_certificates(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+    pub(crate) async fn renew_certificates(
+        self: Arc<Self>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         let mut stop = std::pin::pin!(stop);
         self.remove_orphan_certificates();
         loop {
@@ -222,7 +215,9 @@ impl Daemon {
             Err(error) => tracing::warn!(%error, "cannot list the certificates due for renewal"),
         }
         for (host, app) in &index.hosts {
-            if self.tls.is_auto(&index.settings(app)) && matches!(self.tls.store.record(host), Ok(None)) {
+            if self.tls.is_auto(&index.settings(app))
+                && matches!(self.tls.store.record(host), Ok(None))
+            {
                 todo.push(host.clone());
             }
         }
@@ -250,7 +245,10 @@ impl Daemon {
                 return;
             }
         };
-        for host in hosts.into_iter().filter(|host| !index.hosts.contains_key(host)) {
+        for host in hosts
+            .into_iter()
+            .filter(|host| !index.hosts.contains_key(host))
+        {
             tracing::info!(%host, "removing the certificate of a host no app has");
             if let Err(error) = self.remove_certificate(&host) {
                 tracing::warn!(%host, %error, "cannot remove the certificate");

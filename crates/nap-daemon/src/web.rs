@@ -91,6 +91,10 @@ pub struct RoutesFeed {
     publish: watch::Sender<Arc<Routes>>,
     up: watch::Receiver<Arc<nap_runtime::UpAddresses>>,
     apps_changed: watch::Receiver<u64>,
+    /// Custom hosts, or an app's redirect setting, changed.
+    domains_changed: watch::Receiver<u64>,
+    /// A certificate was stored or removed (a host redirects only with one).
+    certs_changed: watch::Receiver<u64>,
     /// The apps that exist, read again only when `apps_changed` says so.
     apps: Vec<AppName>,
 }
@@ -102,11 +106,15 @@ impl RoutesFeed {
         let (publish, receiver) = watch::channel(Arc::new(Routes::new()));
         let up = daemon.runtime.up_addresses();
         let apps_changed = daemon.apps.changes();
+        let domains_changed = daemon.domains.changes();
+        let certs_changed = daemon.tls.changes();
         let mut feed = RoutesFeed {
             daemon,
             publish,
             up,
             apps_changed,
+            domains_changed,
+            certs_changed,
             apps: Vec::new(),
         };
         feed.apps = feed.existing_apps().await;
@@ -132,6 +140,16 @@ impl RoutesFeed {
                     }
                     self.apps = self.existing_apps().await;
                 }
+                changed = self.domains_changed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                changed = self.certs_changed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
             self.refresh();
         }
@@ -141,7 +159,7 @@ impl RoutesFeed {
         let up = self.up.borrow_and_update().clone();
         // Round robin walks each list in this order, which the runtime
         // keeps the same from one snapshot to the next.
-        let routes: Routes = self
+        let mut routes: Routes = self
             .apps
             .iter()
             .map(|app| {
@@ -151,6 +169,9 @@ impl RoutesFeed {
                 )
             })
             .collect();
+        self.domains_changed.borrow_and_update();
+        self.certs_changed.borrow_and_update();
+        add_custom_hosts(&self.daemon, &mut routes);
         self.publish.send_if_modified(|current| {
             if **current == routes {
                 false
@@ -181,5 +202,22 @@ impl RoutesFeed {
                 self.apps.clone()
             }
         }
+    }
+}
+
+/// Adds every custom host of an existing app to `routes`. A host redirects
+/// plain HTTP to HTTPS only if its app asks for it *and* a certificate for
+/// it is in service: a redirect to a handshake that must fail would take the
+/// host down.
+fn add_custom_hosts(daemon: &Daemon, routes: &mut Routes) {
+    let index = daemon.domains.snapshot();
+    let resolver = daemon.tls.store.resolver();
+    for (host, app) in &index.hosts {
+        // A host left over by a destroy that failed halfway leads nowhere.
+        if routes.instances(app).is_none() {
+            continue;
+        }
+        let redirect = index.settings(app).https_redirect && resolver.serves(host);
+        routes.insert_host(host.as_str(), app, redirect);
     }
 }

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: SSH front door, deployer, supervisor.
-    Serve(ServeFlags),
+    Serve(Box<ServeFlags>),
     /// Manage users' public keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -68,7 +68,7 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(flags) => serve(cli.data, flags),
+        Command::Serve(flags) => serve(cli.data, *flags),
         Command::Hook { name } if name == "pre-receive" => crate::hook::pre_receive(),
         Command::Hook { name } => anyhow::bail!("unknown hook '{}'", name.escape_debug()),
         Command::Keys(KeysCommand::Add { name, admin, file }) => {
@@ -93,6 +93,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::List) => remote(cli.data, vec!["keys".into()], None),
         Command::Keys(KeysCommand::Remove { name }) => {
             remote(cli.data, vec!["keys:remove".into(), name], None)
+        }
+        // The one other command that reads stdin: a certificate chain and its key.
+        Command::Other(args) if args.first().is_some_and(|name| name == "certs:add") => {
+            let mut bundle = String::new();
+            std::io::stdin()
+                .read_to_string(&mut bundle)
+                .context("cannot read the certificate from stdin")?;
+            remote(cli.data, args, Some(bundle))
         }
         Command::Other(args) => remote(cli.data, args, None),
     }
@@ -154,8 +162,8 @@ fn serve(data: Option<PathBuf>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
         nap_daemon::serve(settings, shutdown, |bound| {
             // One line on stdout that scripts (and tests) can wait for.
             println!(
-                "nap: ssh listening on {}, http on {}, router on {}",
-                bound.ssh, bound.http, bound.router
+                "nap: ssh listening on {}, http on {}, router on {}, https on {}",
+                bound.ssh, bound.http, bound.router, bound.https
             );
         })
         .await?;

@@ -312,6 +312,38 @@ fn uploaded_certificates_are_served_by_sni_and_bad_ones_and_foreign_hosts_are_re
     assert!(ok(&alice.ssh(&["certs", "one"]), "certs").contains("a.site.test  uploaded"));
     curl("b.site.test", nap.https_port, &ca_file).expect("b still served");
 
+    // The JSON API: the same commands, the same rules.
+    let token = ok(&bob.ssh(&["token"]), "token").trim().to_owned();
+    let auth = format!("Bearer {token}");
+    let auth = [("Authorization", auth.as_str())];
+    let (status, body) =
+        http(nap.http_port, "GET", "/api/apps/two/domains", &auth, "").expect("api");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        listed["hosts"],
+        serde_json::json!(["b.site.test"]),
+        "{body}"
+    );
+    let (status, body) = http(
+        nap.http_port,
+        "POST",
+        "/api/apps/two/domains",
+        &auth,
+        r#"{"host": "a.site.test"}"#,
+    )
+    .expect("api");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("another app") && !body.contains("one"),
+        "{body}"
+    );
+    let (status, body) = http(nap.http_port, "GET", "/api/apps/two/certs", &auth, "").expect("api");
+    assert!(
+        status == 200 && body.contains("\"source\":\"uploaded\""),
+        "{body}"
+    );
+
     // Destroy frees the host (and its certificate goes).
     ok(&alice.ssh(&["destroy", "one", "--force"]), "destroy");
     assert!(curl("a.site.test", nap.https_port, &ca_file).is_err());

@@ -3,8 +3,6 @@
 //! resolver is a tiny DNS responder in this process that answers 127.0.0.1),
 //! and curl as the browser.
 
-#[allow(unused_imports)]
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
@@ -221,7 +219,26 @@ fn an_acme_certificate_through_real_http01_serves_the_app_and_is_renewed_before_
     let (status, _) = http(nap.router_port, "GET", "/", &host, "").expect("router");
     assert_eq!(status, 404);
     assert!(curl("www.shop.test", nap.https_port, &root_file).is_err());
+
+    // With the ACME server gone, an order fails: said at once, and kept in
+    // `certs APP` for later.
     drop(pebble);
+    ok(
+        &alice.ssh(&["domains:add", "web", "late.shop.test"]),
+        "domains:add",
+    );
+    let failed = refused(
+        &alice.ssh(&["certs:auto", "web"]),
+        "certs:auto without ACME",
+    );
+    assert!(failed.contains("late.shop.test"), "{failed}");
+    let report = wait_for_certs(&alice, "web", |r| r["hosts"][0]["last_error"].is_string());
+    assert!(report["hosts"][0]["source"].is_null(), "{report}");
+    let shown = ok(&alice.ssh(&["certs", "web"]), "certs");
+    assert!(
+        shown.contains("late.shop.test  no certificate") && shown.contains("failed:"),
+        "{shown}"
+    );
 }
 
 #[test]

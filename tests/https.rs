@@ -115,6 +115,20 @@ fn wait_for_certs(
     }
 }
 
+/// `GET path` for `host` through the router, asked again (for at most 10 s)
+/// until the status is `expected`: the routes follow a change a moment after
+/// the command that made it has answered.
+fn routed(port: u16, path: &str, host: &str, expected: u16) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http(port, "GET", path, &[("Host", host)], "").expect("the router answers");
+        if answer.0 == expected || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn source_of(report: &serde_json::Value, host: &str) -> Option<String> {
     report["hosts"]
         .as_array()?
@@ -193,12 +207,11 @@ fn an_acme_certificate_through_real_http01_serves_the_app_and_is_renewed_before_
     );
 
     // Redirect on: plain HTTP for the host gets a 308 to HTTPS; off: the app.
-    let host = [("Host", "www.shop.test")];
     ok(
         &alice.ssh(&["domains:redirect", "web", "on"]),
         "redirect on",
     );
-    let (status, body) = http(nap.router_port, "GET", "/a?b", &host, "").expect("router");
+    let (status, body) = routed(nap.router_port, "/a?b", "www.shop.test", 308);
     assert_eq!(status, 308, "{body}");
     assert!(
         body.contains(&format!("https://www.shop.test:{}/a?b", nap.https_port)),
@@ -208,7 +221,7 @@ fn an_acme_certificate_through_real_http01_serves_the_app_and_is_renewed_before_
         &alice.ssh(&["domains:redirect", "web", "off"]),
         "redirect off",
     );
-    let (status, body) = http(nap.router_port, "GET", "/", &host, "").expect("router");
+    let (status, body) = routed(nap.router_port, "/", "www.shop.test", 200);
     assert_eq!((status, body.starts_with("web@1")), (200, true), "{body}");
 
     // Removed: 404 over HTTP, and no certificate for it over HTTPS.
@@ -216,7 +229,7 @@ fn an_acme_certificate_through_real_http01_serves_the_app_and_is_renewed_before_
         &alice.ssh(&["domains:remove", "web", "www.shop.test"]),
         "domains:remove",
     );
-    let (status, _) = http(nap.router_port, "GET", "/", &host, "").expect("router");
+    let (status, _) = routed(nap.router_port, "/", "www.shop.test", 404);
     assert_eq!(status, 404);
     assert!(curl("www.shop.test", nap.https_port, &root_file).is_err());
 
@@ -284,10 +297,16 @@ fn uploaded_certificates_are_served_by_sni_and_bad_ones_and_foreign_hosts_are_re
         "upload a",
     );
     assert!(stored.contains("a.site.test"), "{stored}");
+    // A redirect waits for a certificate: without one it would lead nowhere.
+    ok(&bob.ssh(&["domains:redirect", "two", "on"]), "redirect on");
+    let (status, _) = routed(nap.router_port, "/", "b.site.test", 200);
+    assert_eq!(status, 200, "no certificate yet: no redirect");
     ok(
         &bob.ssh_with_input(&["certs:add", "two"], &ca.valid(&["b.site.test"], 60)),
         "upload b",
     );
+    let (status, _) = routed(nap.router_port, "/", "b.site.test", 308);
+    assert_eq!(status, 308, "with a certificate: the redirect");
     let a = curl("a.site.test", nap.https_port, &ca_file).expect("a over HTTPS");
     let b = curl("b.site.test", nap.https_port, &ca_file).expect("b over HTTPS");
     assert!(a.starts_with("one@1") && b.starts_with("two@1"), "{a} {b}");
@@ -368,7 +387,6 @@ fn uploaded_certificates_are_served_by_sni_and_bad_ones_and_foreign_hosts_are_re
         &bob.ssh(&["domains:add", "two", "a.site.test"]),
         "a is free again",
     );
-    let (status, body) =
-        http(nap.router_port, "GET", "/", &[("Host", "a.site.test")], "").expect("router");
+    let (status, body) = routed(nap.router_port, "/", "a.site.test", 200);
     assert_eq!((status, body.starts_with("two@1")), (200, true), "{body}");
 }

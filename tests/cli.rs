@@ -37,7 +37,9 @@ fn version_and_the_binarys_own_help() {
         );
     }
     let serve = text(&run(Command::new(nap_bin()).args(["serve", "--help"]))).0;
-    for flag in ["--data", "--ssh", "--http", "--router", "--config"] {
+    for flag in [
+        "--data", "--ssh", "--http", "--router", "--https", "--config",
+    ] {
         assert!(serve.contains(flag), "{flag} in {serve}");
     }
 }

@@ -52,6 +52,7 @@ pub struct Nap {
     pub ssh_port: u16,
     pub http_port: u16,
     pub router_port: u16,
+    pub https_port: u16,
     child: Option<Child>,
     log: PathBuf,
     ports: String,
@@ -71,13 +72,21 @@ impl Nap {
     /// Like [`Nap::start_with`], with the HTTP API on 127.0.0.1:`http_port`
     /// (0: any), for configs that must name it before the daemon starts.
     pub fn start_on(http_port: u16, extra: &[&str]) -> Nap {
+        Nap::start_on_ports(http_port, 0, extra)
+    }
+
+    /// Like [`Nap::start_on`], with the router's plain HTTP on
+    /// 127.0.0.1:`router_port` too (an ACME server must know where to
+    /// validate before the daemon starts).
+    pub fn start_on_ports(http_port: u16, router_port: u16, extra: &[&str]) -> Nap {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut nap = Nap {
             data,
             ssh_port: 0,
             http_port,
-            router_port: 0,
+            router_port,
+            https_port: 0,
             child: None,
             log: dir.path().join("serve.log"),
             ports: String::new(),
@@ -114,6 +123,7 @@ impl Nap {
             .args(["--ports", &self.ports])
             .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--router", &format!("127.0.0.1:{}", self.router_port)])
+            .args(["--https", &format!("127.0.0.1:{}", self.https_port)])
             .args(&self.extra)
             .env("NAP_LOG", "debug")
             .stdout(Stdio::piped())
@@ -125,7 +135,7 @@ impl Nap {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read nap's first line");
-        // "nap: ssh listening on A, http on B, router on C"
+        // "nap: ssh listening on A, http on B, router on C, https on D"
         let ports: Vec<u16> = line
             .trim()
             .strip_prefix("nap: ssh listening on ")
@@ -133,10 +143,11 @@ impl Nap {
             .split(", ")
             .filter_map(|part| part.rsplit(':').next()?.parse().ok())
             .collect();
-        let [ssh, http, router] = ports[..] else {
+        let [ssh, http, router, https] = ports[..] else {
             panic!("cannot read ports from {line:?}")
         };
         (self.ssh_port, self.http_port, self.router_port) = (ssh, http, router);
+        self.https_port = https;
         self.child = Some(child);
     }
 

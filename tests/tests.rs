@@ -2,6 +2,8 @@
 //! client and `ssh-keygen`, sockets on 127.0.0.1. One module per area.
 
 mod harness;
+#[path = "../crates/nap-certs/tests/pebble.rs"]
+mod pebble;
 #[path = "../crates/nap-web/tests/webdriver.rs"]
 mod webdriver;
 
@@ -11,6 +13,7 @@ mod deploy;
 mod faults;
 mod faults_load;
 mod fleet;
+mod https;
 mod isolation;
 mod operate;
 mod serve;

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use nap_certs::{Acme, AcmeError, CertStore, RenewError, RenewalPolicy, Source, renew};
 
-use crate::pebble::AcmeWorld;
 use crate::support::{HttpsServer, curl, handshake, host};
+use crate::world::AcmeWorld;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path)

@@ -1,5 +1,7 @@
-//! Debian's pebble (the ACME test server of Let's Encrypt) on 127.0.0.1, the
-//! DNS resolver it asks, and the HTTP-01 responder it connects to.
+//! Debian's pebble (the ACME test server of Let's Encrypt) on 127.0.0.1 and
+//! the DNS resolver it asks. Shared with the whole-product tests (the
+//! workspace's `tests/`, which include this file by path), so it needs only
+//! what both have: tokio, rcgen, rustls-pki-types, serde_json, nap-certs.
 //!
 //! The resolver is a few lines of UDP in this process rather than
 //! `pebble-challtestsrv`: it binds its own port (no free-port race), needs no
@@ -7,24 +9,20 @@
 //! pebble (which asks for AAAA first and dials the first address) connects
 //! to 127.0.0.1 where the responder listens.
 
-use std::convert::Infallible;
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use nap_certs::{AcmeOptions, ChallengeLookup, Challenges};
+use nap_certs::AcmeOptions;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use tokio::net::{TcpListener, UdpSocket};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 /// A port nothing listens on right now (the OS's pick, released).
@@ -95,71 +93,6 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
         answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1]);
     }
     Some(answer)
-}
-
-/// The HTTP-01 responder: a tiny hyper server answering
-/// `/.well-known/acme-challenge/TOKEN` from a challenge registry, as nap's
-/// router will. Counts the challenges it answered. Stopped when dropped.
-pub struct ChallengeResponder {
-    pub port: u16,
-    answered: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl ChallengeResponder {
-    pub async fn start(challenges: Challenges) -> ChallengeResponder {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind HTTP-01");
-        let port = listener.local_addr().expect("address").port();
-        let answered = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&answered);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let challenges = challenges.clone();
-                let counter = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                        let response = match challenges.lookup(request.uri().path()) {
-                            ChallengeLookup::Answer(body) => {
-                                counter.fetch_add(1, Ordering::SeqCst);
-                                Response::new(Full::new(Bytes::from(body)))
-                            }
-                            ChallengeLookup::Unknown | ChallengeLookup::NotAChallenge => {
-                                let mut response =
-                                    Response::new(Full::new(Bytes::from("no such challenge\n")));
-                                *response.status_mut() = StatusCode::NOT_FOUND;
-                                response
-                            }
-                        };
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
-        ChallengeResponder {
-            port,
-            answered,
-            task,
-        }
-    }
-
-    /// How many challenge requests were answered with a key authorization.
-    pub fn answered(&self) -> usize {
-        self.answered.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ChallengeResponder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A running pebble with its own config, API certificate and ports. Killed
@@ -278,18 +211,18 @@ impl Pebble {
     /// management API (`/roots/0`), fetched with curl.
     pub fn issuing_root(&self) -> (String, CertificateDer<'static>) {
         let url = format!("https://127.0.0.1:{}/roots/0", self.management_port);
-        let pem = crate::support::run(
-            "curl",
-            &[
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--cacert",
-                &self.api_root.to_string_lossy(),
-                &url,
-            ],
-            self.dir.path(),
+        let curl = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--cacert"])
+            .arg(&self.api_root)
+            .arg(&url)
+            .output()
+            .expect("run curl");
+        assert!(
+            curl.status.success(),
+            "curl {url}: {}",
+            String::from_utf8_lossy(&curl.stderr)
         );
+        let pem = String::from_utf8(curl.stdout).expect("pebble's root is text");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("pebble's root is PEM");
         (pem, der)
     }
@@ -332,34 +265,4 @@ fn write_api_certificate(dir: &std::path::Path) -> PathBuf {
     let root = dir.join("api-ca.pem");
     std::fs::write(&root, ca.pem()).expect("write the API CA");
     root
-}
-
-/// Everything an ACME test needs: resolver, responder answering from
-/// `challenges`, and pebble.
-pub struct AcmeWorld {
-    pub challenges: Challenges,
-    pub responder: ChallengeResponder,
-    pub pebble: Pebble,
-    _dns: DnsResponder,
-}
-
-impl AcmeWorld {
-    pub async fn start() -> AcmeWorld {
-        let challenges = Challenges::new();
-        AcmeWorld::start_answering_from(challenges.clone(), challenges).await
-    }
-
-    /// The responder answers from `answering`, which the test may keep
-    /// apart from the registry the client publishes to.
-    pub async fn start_answering_from(challenges: Challenges, answering: Challenges) -> AcmeWorld {
-        let dns = DnsResponder::start().await;
-        let responder = ChallengeResponder::start(answering).await;
-        let pebble = Pebble::start(responder.port, dns.addr);
-        AcmeWorld {
-            challenges,
-            responder,
-            pebble,
-            _dns: dns,
-        }
-    }
 }

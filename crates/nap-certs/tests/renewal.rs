@@ -7,8 +7,9 @@ use nap_certs::{
     Acme, AcmeError, AcmeOptions, CertStore, RenewError, RenewalPolicy, Source, renew,
 };
 
-use crate::pebble::{AcmeWorld, free_port};
+use crate::pebble::free_port;
 use crate::support::{DAY, HttpsServer, TestCa, handshake, host};
+use crate::world::AcmeWorld;
 
 /// Stores a certificate for `name` from `ca` that expires in three days, as
 /// if it had come from ACME long ago.

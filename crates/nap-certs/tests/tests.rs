@@ -5,6 +5,7 @@
 
 mod pebble;
 mod support;
+mod world;
 
 mod acme;
 mod protocols;

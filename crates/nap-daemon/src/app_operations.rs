@@ -57,6 +57,8 @@ impl Daemon {
         if let Err(e) = removed {
             tracing::warn!(app = %app, error = %e, "removing the app's files failed");
         }
+        // After the record: a host is free only once no app of that name exists.
+        self.forget_domains(app);
         self.apps.announce_change();
         stopped
     }

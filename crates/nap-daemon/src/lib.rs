@@ -10,6 +10,7 @@ mod apps;
 mod commands;
 pub mod control;
 mod deploy;
+mod domains;
 pub mod fleet;
 mod gate;
 mod git_exec;
@@ -21,6 +22,7 @@ mod output;
 mod push;
 mod repo;
 mod routing;
+mod tls;
 mod tokens;
 mod users;
 mod web;
@@ -29,6 +31,7 @@ pub use apps::AppsError;
 pub use control::{Request, call};
 pub use isolation::{AppUidError, DEFAULT_APP_UIDS, Isolation, IsolationError, SandboxSettings};
 pub use output::Out;
+pub use tls::AcmeSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +53,10 @@ pub struct Settings {
     pub http: SocketAddr,
     /// Where the app router listens.
     pub router: SocketAddr,
+    /// Where the app router's HTTPS listener listens.
+    pub https: SocketAddr,
+    /// Where certificates come from.
+    pub acme: AcmeSettings,
     /// Apps are reached at `APP.<domain>` through the router.
     pub domain: String,
     /// The SSH login name.
@@ -132,6 +139,12 @@ pub enum ServeError {
     /// Apps cannot be isolated as configured (no sandbox here, a bad uid range).
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    /// The certificate store cannot be opened.
+    #[error("certificates: {0}")]
+    Certs(#[from] nap_certs::CertStoreError),
+    /// The HTTPS listener's TLS cannot be set up.
+    #[error(transparent)]
+    TlsSetup(#[from] nap_certs::TlsSetupError),
 }
 
 /// The addresses a running daemon actually listens on (ports may have been 0).
@@ -143,6 +156,8 @@ pub struct Bound {
     pub http: SocketAddr,
     /// The app router.
     pub router: SocketAddr,
+    /// The app router's HTTPS listener.
+    pub https: SocketAddr,
 }
 
 /// The daemon's shared state.
@@ -151,6 +166,10 @@ pub struct Daemon {
     data: DataDir,
     users: users::UserBook,
     apps: apps::Apps,
+    /// Custom hosts and the apps' HTTPS settings (`DATA/domains.json`).
+    domains: domains::Domains,
+    /// Certificates and ACME (`DATA/certs`).
+    tls: tls::Tls,
     pushes: hook::Pushes,
     runtime: Arc<dyn nap_runtime::Runtime>,
     tokens: tokens::TokenBook,
@@ -187,6 +206,8 @@ impl Daemon {
             nap_store::create_dir(&dir)?;
         }
         let users = users::UserBook::load(data.users_file())?;
+        let domains = domains::Domains::load(data.domains_file())?;
+        let tls = tls::Tls::open(&data.certs(), &settings.acme)?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
         let pending = Arc::new(fleet::PendingReleases::default());
         let (runtime, confinement): (Arc<dyn nap_runtime::Runtime>, _) = match &settings.fleet {
@@ -277,6 +298,8 @@ impl Daemon {
             routing,
             apps,
             confinement,
+            domains,
+            tls,
             users,
             pushes: hook::Pushes::default(),
             data,
@@ -312,11 +335,21 @@ pub async fn serve(
     let (ssh_listener, ssh) = listen("ssh", daemon.settings.ssh).await?;
     let (http_listener, http) = listen("http", daemon.settings.http).await?;
     let (router_listener, router) = listen("router", daemon.settings.router).await?;
-    let bound = Bound { ssh, http, router };
+    let (https_listener, https) = listen("https", daemon.settings.https).await?;
+    let https_acceptor = daemon
+        .tls
+        .store
+        .https_acceptor(nap_certs::DEFAULT_HANDSHAKE_TIMEOUT)?;
+    let bound = Bound {
+        ssh,
+        http,
+        router,
+        https,
+    };
     // Apps come back before the daemon says it is ready, so whoever waits
     // for that line finds them running.
     daemon.restore_all().await;
-    info!(%ssh, %http, %router, data = %daemon.data.root().display(), "nap is serving");
+    info!(%ssh, %http, %router, %https, data = %daemon.data.root().display(), "nap is serving");
     ready(&bound);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -358,6 +391,7 @@ pub async fn serve(
     let router_options = nap_router::Options {
         domain: daemon.settings.domain.clone(),
         traffic: daemon.routing.traffic(),
+        challenges: Some(daemon.tls.challenges.clone()),
         ..nap_router::Options::default()
     };
     // The apps as they are now are in the routes before the router serves.
@@ -369,12 +403,27 @@ pub async fn serve(
             Ok(())
         }
     });
-    tasks.spawn(nap_router::serve(
-        router_listener,
+    let listeners = nap_router::Listeners {
+        http: router_listener,
+        https: Some(nap_router::Https {
+            listener: https_listener,
+            acceptor: https_acceptor,
+        }),
+    };
+    tasks.spawn(nap_router::serve_listeners(
+        listeners,
         router_options,
         daemon.routing.receiver(),
         stopped(stop_rx.clone()),
     ));
+    tasks.spawn({
+        let daemon = daemon.clone();
+        let stop = stopped(stop_rx.clone());
+        async move {
+            daemon.renew_certificates(stop).await;
+            Ok(())
+        }
+    });
     tasks.spawn({
         let daemon = daemon.clone();
         async move {

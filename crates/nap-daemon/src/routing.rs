@@ -44,6 +44,9 @@ struct Inputs {
     apps: Vec<AppName>,
     /// Addresses being drained, with how many drains asked for each.
     draining: HashMap<SocketAddr, usize>,
+    /// Custom hosts: (host, app, whether plain HTTP redirects to HTTPS), read again only
+    /// when the domains or the certificates change.
+    hosts: Vec<(String, String, bool)>,
 }
 
 /// Instances taken out of the routes and drained; they go back (if they still run)
@@ -89,7 +92,7 @@ impl Routing {
         let up = self.up.borrow().clone();
         // Round robin walks each list in this order, which the runtime keeps the same
         // from one snapshot to the next.
-        let routes: Routes = inputs
+        let mut routes: Routes = inputs
             .apps
             .iter()
             .map(|app| {
@@ -103,6 +106,12 @@ impl Routing {
                 (app.as_str(), addrs)
             })
             .collect();
+        for (host, app, redirect) in &inputs.hosts {
+            // A host left over by a destroy that failed halfway leads nowhere.
+            if routes.instances(app).is_some() {
+                routes.insert_host(host, app, *redirect);
+            }
+        }
         self.published.send_if_modified(|current| {
             if **current == routes {
                 false
@@ -188,10 +197,12 @@ impl Drop for Drained<'_> {
 
 /// Keeps the routes up to date until `stop` completes or the runtime stops publishing:
 /// publishes with the apps as they are now, then on every change of the instances that
-/// are up and of the apps.
+/// are up, of the apps, of the custom hosts and of the certificates.
 pub(crate) async fn feed(daemon: Arc<Daemon>, stop: impl std::future::Future<Output = ()>) {
     let mut up = daemon.runtime.up_addresses();
     let mut apps_changed = daemon.apps.changes();
+    let mut domains_changed = daemon.domains.changes();
+    let mut certs_changed = daemon.tls.changes();
     let mut stop = std::pin::pin!(stop);
     loop {
         apps_changed.borrow_and_update();
@@ -205,6 +216,18 @@ pub(crate) async fn feed(daemon: Arc<Daemon>, stop: impl std::future::Future<Out
                     }
                     daemon.routing.refresh();
                 }
+                changed = domains_changed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    load_hosts(&daemon);
+                }
+                changed = certs_changed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    load_hosts(&daemon);
+                }
                 changed = apps_changed.changed() => {
                     if changed.is_err() {
                         return;
@@ -216,11 +239,29 @@ pub(crate) async fn feed(daemon: Arc<Daemon>, stop: impl std::future::Future<Out
     }
 }
 
-/// Reads which apps exist and publishes the routes with them.
+/// Reads which apps exist and publishes the routes with them (and the custom hosts).
 pub(crate) async fn load_apps(daemon: &Arc<Daemon>) {
     if let Some(apps) = existing_apps(daemon).await {
         daemon.routing.inputs().apps = apps;
     }
+    load_hosts(daemon);
+}
+
+/// Reads the custom hosts and publishes the routes with them. A host redirects plain
+/// HTTP to HTTPS only if its app asks for it *and* a certificate for it is in service:
+/// a redirect to a handshake that must fail would take the host down.
+fn load_hosts(daemon: &Daemon) {
+    let index = daemon.domains.snapshot();
+    let resolver = daemon.tls.store.resolver();
+    let hosts = index
+        .hosts
+        .iter()
+        .map(|(host, app)| {
+            let redirect = index.settings(app).https_redirect && resolver.serves(host);
+            (host.as_str().to_owned(), app.clone(), redirect)
+        })
+        .collect();
+    daemon.routing.inputs().hosts = hosts;
     daemon.routing.refresh();
 }
 

@@ -1,4 +1,4 @@
-//! Which app a request is for, from its `Host`.
+//! Which app a request is for, from its `Host`: `APP.<domain>`, or a custom host.
 
 use std::borrow::Cow;
 
@@ -44,6 +44,29 @@ pub(crate) fn app_name<'a>(host: &'a str, domain: &str) -> Option<Cow<'a, str>> 
         Cow::Owned(label.to_ascii_lowercase())
     } else {
         Cow::Borrowed(label)
+    })
+}
+
+/// `host` (a `Host` header value or a URI authority) as custom hosts are keyed: without
+/// its port and a trailing dot, lower case. `None` for an IPv6 literal, a malformed port
+/// or an empty name. Borrowed from `host` when nothing needs to change.
+pub(crate) fn custom_host(host: &str) -> Option<Cow<'_, str>> {
+    if host.starts_with('[') {
+        return None;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return None;
+    }
+    Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     })
 }
 
@@ -96,6 +119,21 @@ mod tests {
             "localhost",
             Some(&"a".repeat(63)),
         );
+    }
+
+    #[test]
+    fn custom_hosts_lose_port_dot_and_case() {
+        let check = |host: &str, expected: Option<&str>| {
+            assert_eq!(custom_host(host).as_deref(), expected, "host {host:?}");
+        };
+        check("www.example.com", Some("www.example.com"));
+        check("WWW.Example.com:8443", Some("www.example.com"));
+        check("www.example.com.", Some("www.example.com"));
+        check("www.example.com:", Some("www.example.com"));
+        check("www.example.com:x", None);
+        check("[::1]:80", None);
+        check(":80", None);
+        check("", None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The HTTP router: `APP.<domain>` balanced over an app's live instances.
+//! The HTTP router: `APP.<domain>` and custom hosts balanced over an app's
+//! live instances, over plain HTTP and HTTPS.
 //!
-//! [`serve`] accepts HTTP/1.1 connections, reads the app from the `Host`
-//! header, looks up where that app's instances are in the newest [`Routes`]
+//! [`serve`] accepts HTTP/1.1 connections ([`serve_listeners`] also HTTPS
+//! ones, HTTP/1.1 or HTTP/2 as ALPN chose), reads the app from the `Host`
+//! header (or a custom host of the snapshot), looks up where that app's instances are in the newest [`Routes`]
 //! snapshot the daemon published and forwards the request to one of them,
 //! round robin. It behaves like the routers of
 //! Heroku and Dokku (nginx): an instance that refuses the connection is
@@ -21,7 +23,12 @@
 //! (the bodies that flow through), `pool` (connections to instances),
 //! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade),
 //! `traffic` (requests in flight per instance, and instances being drained)
-//! and `server` (the accept loop, limits and graceful stop).
+//! and `server` (the accept loops, TLS, limits and graceful stop).
+//!
+//! TLS itself is nap-certs' business: the router gets an [`HttpsAcceptor`]
+//! (rustls, the certificate chosen by SNI) and answers ACME's HTTP-01
+//! challenges from a [`Challenges`] registry on its plain-HTTP listener,
+//! before routing and before any redirect to HTTPS.
 //!
 //! Draining: the daemon takes an instance out of rotation before it stops it
 //! ([`Traffic::retire`]), waits until the requests already on their way to it
@@ -48,7 +55,8 @@ mod stop;
 mod table;
 mod traffic;
 
-pub use routes::{Routes, RoutesReceiver};
+pub use nap_certs::{Challenges, HttpsAcceptor};
+pub use routes::{HostRoute, Routes, RoutesReceiver};
 pub use traffic::Traffic;
 
 /// A boxed, sendable future (an upgraded connection's tunnel).
@@ -85,6 +93,10 @@ pub struct Options {
     /// The requests in flight per instance and the instances being drained;
     /// keep a clone to drain instances with. Default: a book of its own.
     pub traffic: Traffic,
+    /// The ACME HTTP-01 challenges to answer on the plain-HTTP listener
+    /// (`/.well-known/acme-challenge/TOKEN`, any host); `None` answers none and
+    /// routes those paths like any other.
+    pub challenges: Option<Challenges>,
 }
 
 impl Default for Options {
@@ -98,8 +110,28 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(30),
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             traffic: Traffic::new(),
+            challenges: None,
         }
     }
+}
+
+/// The HTTPS listener: its socket and the acceptor that runs the TLS
+/// handshake (and picks the certificate by SNI).
+#[derive(Debug)]
+pub struct Https {
+    /// The listening socket.
+    pub listener: tokio::net::TcpListener,
+    /// The TLS side, from nap-certs.
+    pub acceptor: HttpsAcceptor,
+}
+
+/// The sockets the router serves.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain HTTP/1.1.
+    pub http: tokio::net::TcpListener,
+    /// HTTPS, HTTP/1.1 or HTTP/2 by ALPN; `None` for none.
+    pub https: Option<Https>,
 }
 
 /// Serves HTTP on `listener` from the apps of the newest snapshot `routes`
@@ -124,5 +156,27 @@ pub async fn serve(
     routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    server::run(listener, options, routes, shutdown).await
+    let listeners = Listeners {
+        http: listener,
+        https: None,
+    };
+    server::run(listeners, options, routes, shutdown).await
+}
+
+/// Like [`serve`], on a plain-HTTP listener and, if given, an HTTPS one. Over
+/// HTTPS the instances get `X-Forwarded-Proto: https`; plain-HTTP requests
+/// for a custom host whose route says `https_redirect` get a 308 to the same
+/// host and path on the HTTPS listener's port (none in the URL for 443).
+/// Both listeners share the workers, the connection cap and the pools.
+///
+/// # Errors
+///
+/// As [`serve`], for either listener.
+pub async fn serve_listeners(
+    listeners: Listeners,
+    options: Options,
+    routes: RoutesReceiver,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::run(listeners, options, routes, shutdown).await
 }

@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{
-    CACHE_CONTROL, CONTENT_TYPE, EXPECT, HOST, HeaderValue, X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONTENT_TYPE, EXPECT, HOST, HeaderValue, LOCATION, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::http::Extensions;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
+use nap_certs::{ChallengeLookup, Challenges};
 use tracing::{Level, debug};
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::forward::{Order, Template, Unanswered, Unsent};
 use crate::pool::Checkin;
-use crate::table::{RouteView, Table};
+use crate::table::{App, RouteView, Table};
 use crate::{BoxFuture, Options, headers, host};
 
 /// The byte copying of an upgraded connection (a WebSocket), which outlives
@@ -39,6 +40,23 @@ pub(crate) struct Proxy {
     domain: String,
     pub(crate) connect_timeout: Duration,
     retry_body_limit: u64,
+    /// The ACME HTTP-01 challenges to answer on plain HTTP.
+    challenges: Option<Challenges>,
+    /// The port of the HTTPS listener, for redirects; `None` without one.
+    https_port: Option<u16>,
+}
+
+/// What a request's Host leads to.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// This app (its name, for messages and the log).
+    App(&'a str, &'a App),
+    /// A custom host whose app wants HTTPS, asked over plain HTTP.
+    Redirect(&'a str),
+    /// `APP.<domain>` of no app.
+    NoSuchApp(&'a str),
+    /// Nothing the router serves.
+    Nothing,
 }
 
 /// Who is at the other end of a client connection, worked out once per
@@ -49,6 +67,8 @@ pub(crate) struct Client {
     forwarded_for: HeaderValue,
     /// `X-Forwarded-Proto`: how the client reached the router.
     proto: HeaderValue,
+    /// Whether it came over TLS.
+    https: bool,
 }
 
 impl Client {
@@ -58,16 +78,21 @@ impl Client {
             addr,
             forwarded_for: headers::forwarded_for_value(addr.ip()),
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
+            https,
         }
     }
 }
 
 impl Proxy {
-    pub(crate) fn new(options: &Options) -> Proxy {
+    /// The proxy for `options`; `https_port` is the HTTPS listener's port, if there is
+    /// one, which redirects to HTTPS name.
+    pub(crate) fn new(options: &Options, https_port: Option<u16>) -> Proxy {
         Proxy {
             domain: host::normalise_domain(&options.domain),
             connect_timeout: options.connect_timeout,
             retry_body_limit: u64::try_from(options.retry_body_limit).unwrap_or(u64::MAX),
+            challenges: options.challenges.clone(),
+            https_port,
         }
     }
 
@@ -88,23 +113,68 @@ impl Proxy {
                 "405 Method Not Allowed: this is no forward proxy\n",
             ));
         }
+        // ACME's HTTP-01 challenges come over plain HTTP for any host, and are answered
+        // before routing and before any redirect to HTTPS (RFC 8555 §8.3). A path
+        // outside the challenge prefix costs one comparison.
+        if !client.https
+            && let Some(challenges) = &self.challenges
+            && let Some(answer) = challenge(challenges, request.uri().path())
+        {
+            return Ok(answer);
+        }
+        let table = newest(routes);
         let host = request_host(&request);
-        let name = host
-            .as_ref()
-            .and_then(|host| host.to_str().ok())
-            .and_then(|host| host::app_name(host, &self.domain));
-        let mut instance = None;
-        let response = match (&host, &name) {
-            (Some(host), Some(name)) => {
-                self.route(request, routes, name, host, client, tunnel, &mut instance)
-                    .await
+        let text = host.as_ref().and_then(|host| host.to_str().ok());
+        let name = text.and_then(|text| host::app_name(text, &self.domain));
+        // `APP.<domain>` first, the usual case and one lookup; custom hosts after.
+        let custom;
+        let target = match name
+            .as_deref()
+            .and_then(|name| Some((name, table.app(name)?)))
+        {
+            Some((name, app)) => Target::App(name, app),
+            None => {
+                custom = text.and_then(host::custom_host);
+                match custom
+                    .as_deref()
+                    .and_then(|custom| Some((custom, table.host(custom)?)))
+                {
+                    Some((custom, (found, _))) if found.https_redirect && !client.https => {
+                        Target::Redirect(custom)
+                    }
+                    Some((_, (found, app))) => Target::App(&found.app, app),
+                    None => name.as_deref().map_or(Target::Nothing, Target::NoSuchApp),
+                }
             }
+        };
+        let mut instance = None;
+        let response = match (target, &host) {
+            (Target::App(app_name, app), Some(host)) => {
+                self.route(
+                    request,
+                    (routes, &table, app),
+                    app_name,
+                    host,
+                    client,
+                    tunnel,
+                    &mut instance,
+                )
+                .await
+            }
+            (Target::Redirect(custom), _) => self.redirect(&request, custom),
+            (Target::NoSuchApp(name), _) => page(
+                StatusCode::NOT_FOUND,
+                format!("404 Not Found: no app named {name}\n"),
+            ),
             _ => self.no_app_here(),
         };
         if let Some(started) = started {
             debug!(
                 client = %client.addr,
-                app = name.as_deref().unwrap_or("-"),
+                app = match target {
+                    Target::App(app_name, _) => app_name,
+                    _ => "-",
+                },
                 instance = %Optional(instance),
                 status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64,
@@ -123,20 +193,14 @@ impl Proxy {
     async fn route(
         &self,
         mut request: Request<Incoming>,
-        routes: &Mutex<RouteView>,
+        // The routes the app was found in, the app in them, and where newer ones appear.
+        (routes, table, app): (&Mutex<RouteView>, &Arc<Table>, &App),
         name: &str,
         host: &HeaderValue,
         client: &Client,
         tunnel: &TunnelSlot,
         instance: &mut Option<SocketAddr>,
     ) -> Response<ResponseBody> {
-        let table = newest(routes);
-        let Some(app) = table.app(name) else {
-            return page(
-                StatusCode::NOT_FOUND,
-                format!("404 Not Found: no app named {name}\n"),
-            );
-        };
         if app.instances.is_empty() {
             return page(
                 StatusCode::BAD_GATEWAY,
@@ -186,7 +250,7 @@ impl Proxy {
             forwarded = match fresh.app(name) {
                 Some(app)
                     if unsent.retired
-                        && !Arc::ptr_eq(&fresh, &table)
+                        && !Arc::ptr_eq(&fresh, table)
                         && !app.instances.is_empty() =>
                 {
                     let Unsent { template, body, .. } = *unsent;
@@ -238,6 +302,37 @@ impl Proxy {
         parts.extensions = Extensions::new();
         let checkin = Checkin::new(upstream, connection, reusable, claim);
         Response::from_parts(parts, ResponseBody::upstream(incoming, checkin))
+    }
+
+    /// 308 to the same host and path over HTTPS (308, unlike 301, keeps the method and
+    /// body). Without an HTTPS listener there is nowhere to go: the app answers.
+    fn redirect(&self, request: &Request<Incoming>, host: &str) -> Response<ResponseBody> {
+        let Some(port) = self.https_port else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: this host is served over HTTPS only, and HTTPS is off\n",
+            );
+        };
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str());
+        let location = if port == 443 {
+            format!("https://{host}{path}")
+        } else {
+            format!("https://{host}:{port}{path}")
+        };
+        // The host is a key of the snapshot and the path passed hyper's URI parser, so
+        // this cannot fail; refuse rather than send a header nobody checked.
+        let Ok(value) = HeaderValue::from_str(&location) else {
+            return page(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+        };
+        let mut response = page(
+            StatusCode::PERMANENT_REDIRECT,
+            format!("308 Permanent Redirect: {location}\n"),
+        );
+        response.headers_mut().insert(LOCATION, value);
+        response
     }
 
     fn no_app_here(&self) -> Response<ResponseBody> {
@@ -301,6 +396,25 @@ async fn pipe(client: OnUpgrade, instance_upgrade: OnUpgrade, instance: SocketAd
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((sent, received)) => debug!(%instance, sent, received, "upgraded connection closed"),
         Err(error) => debug!(%instance, %error, "upgraded connection broke"),
+    }
+}
+
+/// The answer to an HTTP-01 challenge request for `path`, or `None` when `path` is not
+/// one (a request to route as usual).
+fn challenge(challenges: &Challenges, path: &str) -> Option<Response<ResponseBody>> {
+    match challenges.lookup(path) {
+        ChallengeLookup::NotAChallenge => None,
+        ChallengeLookup::Unknown => Some(page(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no such ACME challenge\n",
+        )),
+        ChallengeLookup::Answer(key_authorization) => {
+            let mut response = page(StatusCode::OK, key_authorization);
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            Some(response)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The membership the router serves from: a snapshot of every app and the addresses of
-//! its instances that are up, published as a whole whenever it changes.
+//! its instances that are up, and of the custom hosts that lead to them, published as a
+//! whole whenever it changes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,9 +17,23 @@ use tokio::sync::watch;
 /// The daemon builds a new `Routes` whenever an instance comes up or goes down and
 /// publishes it through a [`RoutesReceiver`]'s channel; the router never asks for
 /// membership on its own.
+///
+/// Besides `APP.<domain>`, an app may be reached at custom hosts
+/// ([`Routes::insert_host`]), which are routed exactly like its own name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
     apps: HashMap<String, Vec<SocketAddr>>,
+    hosts: HashMap<String, HostRoute>,
+}
+
+/// Where a custom host leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoute {
+    /// The app (its lower-case name).
+    pub app: String,
+    /// Whether plain-HTTP requests for the host are redirected to HTTPS (308). The router
+    /// redirects only when it has an HTTPS listener.
+    pub https_redirect: bool,
 }
 
 /// The receiving end of the channel the daemon publishes [`Routes`] through: the router
@@ -36,6 +51,31 @@ impl Routes {
     /// hosts are, without regard to case.
     pub fn insert(&mut self, app: &str, instances: Vec<SocketAddr>) {
         self.apps.insert(app.to_ascii_lowercase(), instances);
+    }
+
+    /// Routes requests for `host` (a DNS name, matched without regard to case, without a
+    /// port) to `app`, redirecting plain HTTP to HTTPS if `https_redirect`. A host that
+    /// has the form `APP.<domain>` of an app in the snapshot leads to that app instead.
+    pub fn insert_host(&mut self, host: &str, app: &str, https_redirect: bool) {
+        self.hosts.insert(
+            host.to_ascii_lowercase(),
+            HostRoute {
+                app: app.to_ascii_lowercase(),
+                https_redirect,
+            },
+        );
+    }
+
+    /// Where the custom host `host` (lower case) leads, if anywhere.
+    pub fn host(&self, host: &str) -> Option<&HostRoute> {
+        self.hosts.get(host)
+    }
+
+    /// Every custom host (lower case) and where it leads, in no particular order.
+    pub fn hosts(&self) -> impl Iterator<Item = (&str, &HostRoute)> {
+        self.hosts
+            .iter()
+            .map(|(host, route)| (host.as_str(), route))
     }
 
     /// The addresses of `app`'s up instances; `None` if there is no such app.
@@ -86,5 +126,19 @@ mod tests {
         assert_eq!(routes.instances("idle"), Some(&[][..]));
         assert_eq!(routes.instances("ghost"), None);
         assert_eq!(routes.len(), 2);
+    }
+
+    #[test]
+    fn custom_hosts_are_lower_case() {
+        let mut routes = Routes::new();
+        routes.insert_host("WWW.Example.com", "Web", true);
+        let route = routes.host("www.example.com").expect("the host");
+        assert_eq!(route.app, "web");
+        assert!(route.https_redirect);
+        assert!(
+            routes.host("WWW.Example.com").is_none(),
+            "lookups take lower case"
+        );
+        assert_eq!(routes.hosts().count(), 1);
     }
 }

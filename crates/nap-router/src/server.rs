@@ -9,8 +9,11 @@
 //! wake-up crosses threads, and each worker has its own pools, so a pooled
 //! connection is always polled by the runtime it is registered with.
 //!
-//! A TLS listener fits the same shape: its accept loop would hand the TLS
-//! stream to [`serve_connection`], which takes any byte stream.
+//! The HTTPS listener has an accept loop of its own on every worker. Its
+//! connection tasks run the TLS handshake (nap-certs' acceptor: rustls, the
+//! certificate by SNI, a timeout) and then serve HTTP/1.1 through the same
+//! [`serve_connection`] as plain TCP, or HTTP/2 through [`serve_http2`] when
+//! the client chose `h2` by ALPN.
 
 use std::future::Future;
 use std::io;
@@ -18,9 +21,10 @@ use std::pin::pin;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use nap_certs::HttpsAcceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -30,12 +34,14 @@ use tracing::{Instrument, debug, error, info};
 use crate::proxy::{Client, Proxy, TunnelSlot};
 use crate::stop::{Stop, Stopping};
 use crate::table::{RouteView, Turns};
-use crate::{Options, RoutesReceiver};
+use crate::{Listeners, Options, RoutesReceiver};
 
 /// What every worker and connection shares.
 struct Shared {
     proxy: Proxy,
     http: http1::Builder,
+    /// HTTP/2 over TLS; its streams are tasks of the connection's worker.
+    http2: http2::Builder<TokioExecutor>,
     /// One permit per open client connection, over all workers.
     permits: Arc<Semaphore>,
     limit: usize,
@@ -54,7 +60,7 @@ impl Drop for CutOnDrop {
 
 /// See [`crate::serve`].
 pub(crate) async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     options: Options,
     routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
@@ -62,10 +68,17 @@ pub(crate) async fn run(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2.timer(TokioTimer::new());
     let limit = options.max_connections.min(Semaphore::MAX_PERMITS);
+    let https_port = match &listeners.https {
+        Some(https) => Some(https.listener.local_addr()?.port()),
+        None => None,
+    };
     let shared = Arc::new(Shared {
-        proxy: Proxy::new(&options),
+        proxy: Proxy::new(&options, https_port),
         http,
+        http2,
         permits: Arc::new(Semaphore::new(limit)),
         limit,
         shutdown_grace: options.shutdown_grace,
@@ -74,15 +87,24 @@ pub(crate) async fn run(
     let stop = Arc::new(Stop::default());
     // ...or end everything now.
     let cut = CutOnDrop(Arc::new(Stop::default()));
-    // The socket leaves the caller's runtime: each worker registers a copy
+    // The sockets leave the caller's runtime: each worker registers a copy
     // with its own.
-    let listener = listener.into_std()?;
+    let listener = listeners.http.into_std()?;
+    let https = match listeners.https {
+        Some(https) => Some((https.listener.into_std()?, https.acceptor)),
+        None => None,
+    };
     let workers = options.workers.max(1);
     let (finished, mut results) = mpsc::channel(workers);
     let turns = Arc::new(Turns::default());
     for index in 0..workers {
+        let https = match &https {
+            Some((listener, acceptor)) => Some((listener.try_clone()?, acceptor.clone())),
+            None => None,
+        };
         let worker = Worker {
             listener: listener.try_clone()?,
+            https,
             shared: shared.clone(),
             routes: RouteView::new(routes.clone(), turns.clone(), options.traffic.clone()),
             stop: stop.clone(),
@@ -97,7 +119,7 @@ pub(crate) async fn run(
                 let _ = finished.try_send(result);
             })?;
     }
-    drop((listener, finished));
+    drop((listener, https, finished));
 
     let mut shutdown = pin!(shutdown);
     let mut running = workers;
@@ -126,6 +148,7 @@ pub(crate) async fn run(
 /// One worker thread: its runtime, its accept loop, its connections.
 struct Worker {
     listener: std::net::TcpListener,
+    https: Option<(std::net::TcpListener, HttpsAcceptor)>,
     shared: Arc<Shared>,
     routes: RouteView,
     stop: Arc<Stop>,
@@ -142,6 +165,7 @@ impl Worker {
             .build()?;
         let Worker {
             listener,
+            https,
             shared,
             routes,
             stop,
@@ -150,16 +174,31 @@ impl Worker {
         // Dropping the runtime at the end cancels whatever a cut left.
         runtime.block_on(async move {
             let listener = TcpListener::from_std(listener)?;
+            let plain = accept_loop(listener, None, shared.clone(), routes.clone(), stop.clone());
+            let tls = async {
+                match https {
+                    Some((listener, acceptor)) => {
+                        let listener = TcpListener::from_std(listener)?;
+                        accept_loop(listener, Some(acceptor), shared, routes, stop).await
+                    }
+                    None => Ok(()),
+                }
+            };
             tokio::select! {
-                result = accept_loop(listener, shared, routes, stop) => result,
+                // Either loop ends early only when its listener is broken; the
+                // worker then ends, and `run` stops the others.
+                result = async { tokio::try_join!(plain, tls).map(|_| ()) } => result,
                 () = cut => Ok(()),
             }
         })
     }
 }
 
+/// Accepts connections on `listener` until the stop, then waits out its
+/// connections; with `tls`, each connection starts with a TLS handshake.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<HttpsAcceptor>,
     shared: Arc<Shared>,
     // Each connection starts from this view, brought up to date before it is
     // handed on, and then keeps its own.
@@ -188,15 +227,24 @@ async fn accept_loop(
                         debug!(%error, "set_nodelay");
                     }
                     routes.current();
-                    let task = serve_connection(
-                        shared.clone(),
-                        TokioIo::new(stream),
-                        Client::new(peer, false),
-                        routes.clone(),
-                        stop.stopping(),
-                        permit,
-                    );
-                    connections.spawn(task.instrument(tracing::debug_span!("connection", %peer)));
+                    let (shared, routes, stopping) = (shared.clone(), routes.clone(), stop.stopping());
+                    match &tls {
+                        None => {
+                            let task = serve_connection(
+                                shared,
+                                TokioIo::new(stream),
+                                Client::new(peer, false),
+                                routes,
+                                stopping,
+                                permit,
+                            );
+                            connections.spawn(task.instrument(tracing::debug_span!("connection", %peer)));
+                        }
+                        Some(acceptor) => {
+                            let task = serve_tls(shared, acceptor.clone(), stream, peer, routes, stopping, permit);
+                            connections.spawn(task.instrument(tracing::debug_span!("tls connection", %peer)));
+                        }
+                    }
                 }
                 // The listener is broken (failed clients and a lack of
                 // descriptors are waited out by the helper).
@@ -277,6 +325,84 @@ async fn serve_connection<Stream>(
     let piping = tunnel.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(piping) = piping {
         piping.await;
+    }
+}
+
+/// Runs the TLS handshake on an accepted connection, then serves it as
+/// HTTP/1.1 or, if the client chose it by ALPN, HTTP/2.
+async fn serve_tls(
+    shared: Arc<Shared>,
+    acceptor: HttpsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    routes: RouteView,
+    mut stopping: Stopping,
+    permit: OwnedSemaphorePermit,
+) {
+    // The handshake has a timeout of its own; a stop meanwhile ends it at once.
+    let handshake = tokio::select! {
+        handshake = acceptor.accept(stream) => handshake,
+        () = &mut stopping => return,
+    };
+    let tls = match handshake {
+        Ok(tls) => tls,
+        Err(error) => {
+            // No SNI, a host without certificate, an old TLS version, a scanner:
+            // the client's business.
+            debug!(%error, "TLS handshake failed");
+            return;
+        }
+    };
+    let client = Client::new(peer, true);
+    if tls.is_http2() {
+        serve_http2(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
+    } else {
+        serve_connection(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
+    }
+}
+
+/// Serves one HTTP/2 connection. Each stream runs as a task of the worker
+/// (hyper spawns them), so what a request needs is owned, not borrowed.
+/// HTTP/2 has no upgrades (WebSockets over HTTP/2 need extended CONNECT,
+/// which the router refuses like every CONNECT).
+async fn serve_http2<Stream>(
+    shared: Arc<Shared>,
+    stream: TokioIo<Stream>,
+    client: Client,
+    routes: RouteView,
+    mut stopping: Stopping,
+    _permit: OwnedSemaphorePermit,
+) where
+    Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = Arc::new(client);
+    // Never filled: only HTTP/1.1 requests upgrade.
+    let tunnel = TunnelSlot::default();
+    let service = {
+        let (shared, client, tunnel) = (shared.clone(), client.clone(), tunnel.clone());
+        // Shared by the connection's streams, which run as tasks of their own.
+        let routes = Arc::new(std::sync::Mutex::new(routes));
+        service_fn(move |request| {
+            let (shared, client, tunnel, routes) =
+                (shared.clone(), client.clone(), tunnel.clone(), routes.clone());
+            async move { shared.proxy.handle(request, &routes, &client, &tunnel).await }
+        })
+    };
+    let mut serving = pin!(shared.http2.serve_connection(stream, service));
+    let mut stop_asked = false;
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = serving.as_mut() => break result,
+            // GOAWAY: streams in progress finish, no new ones start.
+            () = &mut stopping, if !stop_asked => {
+                stop_asked = true;
+                serving.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(error) = result {
+        debug!(%error, "HTTP/2 client connection ended");
     }
 }
 

@@ -85,16 +85,32 @@ impl App {
     }
 }
 
-/// Every app of one snapshot.
+/// A custom host of one snapshot: which app it leads to.
+pub(crate) struct CustomHost {
+    /// The app's name, as its key in [`Table`].
+    pub(crate) app: Box<str>,
+    /// Redirect plain HTTP to HTTPS.
+    pub(crate) https_redirect: bool,
+}
+
+/// Every app and custom host of one snapshot.
 #[derive(Default)]
 pub(crate) struct Table {
     apps: HashMap<Box<str>, App>,
+    hosts: HashMap<Box<str>, CustomHost>,
 }
 
 impl Table {
     /// `app` (lower case); `None` if the snapshot has no such app.
     pub(crate) fn app(&self, app: &str) -> Option<&App> {
         self.apps.get(app)
+    }
+
+    /// The custom host `host` (lower case, no port) and its app; `None` if the snapshot
+    /// has no such host, or its app is not in the snapshot.
+    pub(crate) fn host(&self, host: &str) -> Option<(&CustomHost, &App)> {
+        let custom = self.hosts.get(host)?;
+        Some((custom, self.apps.get(&custom.app)?))
     }
 
     /// The table for `routes`, taking over `previous`'s state for the instances that
@@ -137,7 +153,17 @@ impl Table {
                 (Box::from(name), app)
             })
             .collect();
-        Table { apps }
+        let hosts = routes
+            .hosts()
+            .map(|(host, route)| {
+                let custom = CustomHost {
+                    app: Box::from(route.app.as_str()),
+                    https_redirect: route.https_redirect,
+                };
+                (Box::from(host), custom)
+            })
+            .collect();
+        Table { apps, hosts }
     }
 }
 
@@ -279,6 +305,22 @@ mod tests {
             &web.instances[0],
             &two.app("web").expect("web").instances[0]
         ));
+    }
+
+    #[test]
+    fn custom_hosts_lead_to_apps_of_the_snapshot() {
+        let mut routes: Routes = [("web", vec![addr(1)])].into_iter().collect();
+        routes.insert_host("www.example.com", "web", true);
+        routes.insert_host("old.example.com", "gone", false);
+        let table = Table::build(&routes, &Table::default(), &Turns::default());
+        let (custom, app) = table.host("www.example.com").expect("the host");
+        assert!(custom.https_redirect);
+        assert_eq!(app.instances[0].addr, addr(1));
+        assert!(
+            table.host("old.example.com").is_none(),
+            "a host of an app that is not there"
+        );
+        assert!(table.host("web.example.com").is_none());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use nap_router::{Options, Routes};
+use nap_router::{Https, HttpsAcceptor, Listeners, Options, Routes};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -45,12 +45,21 @@ impl Apps {
         routes.insert(app, instances.to_vec());
         self.publish.send_replace(Arc::new(routes.clone()));
     }
+
+    /// Routes the custom host `host` to `app`.
+    pub fn set_host(&self, host: &str, app: &str, https_redirect: bool) {
+        let mut routes = self.routes.lock().expect("apps lock");
+        routes.insert_host(host, app, https_redirect);
+        self.publish.send_replace(Arc::new(routes.clone()));
+    }
 }
 
 /// `nap_router::serve` on 127.0.0.1, stopped by [`Router::stop`] (or
 /// aborted when dropped).
 pub struct Router {
     pub addr: SocketAddr,
+    /// The HTTPS listener, if the router has one.
+    pub https: Option<SocketAddr>,
     pub apps: Apps,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -62,18 +71,46 @@ impl Router {
     }
 
     pub async fn start_with(options: Options) -> Router {
+        Router::start_listening(options, None).await
+    }
+
+    /// A router with an HTTPS listener too, on `acceptor`.
+    pub async fn start_https(options: Options, acceptor: HttpsAcceptor) -> Router {
+        Router::start_listening(options, Some(acceptor)).await
+    }
+
+    async fn start_listening(options: Options, acceptor: Option<HttpsAcceptor>) -> Router {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the router");
         let addr = listener.local_addr().expect("router address");
+        let https = match acceptor {
+            Some(acceptor) => {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind the router's HTTPS");
+                Some(Https { listener, acceptor })
+            }
+            None => None,
+        };
+        let https_addr = https
+            .as_ref()
+            .map(|https| https.listener.local_addr().expect("HTTPS address"));
         let (apps, routes) = Apps::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(nap_router::serve(listener, options, routes, shutdown));
+        let listeners = Listeners {
+            http: listener,
+            https,
+        };
+        let task = tokio::spawn(nap_router::serve_listeners(
+            listeners, options, routes, shutdown,
+        ));
         Router {
             addr,
+            https: https_addr,
             apps,
             stop: Some(stop),
             task: Some(task),

@@ -9,5 +9,6 @@ mod draining;
 mod errors;
 mod failover;
 mod forwarding;
+mod https;
 mod limits;
 mod upgrade;

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 /// run/                   the supervisor's records of running processes
 /// storage/APP/           the app's persistent directory, $NAP_STORAGE (0700, the app's uid)
 /// sandbox/               the sandbox's own files (its copies of a few /etc files)
+/// domains.json           custom hosts → apps, and each app's HTTPS settings
+/// certs/                 certificates by host, and the ACME account (nap-certs)
 /// ```
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -107,5 +109,14 @@ impl DataDir {
     /// The sandbox's state: the copies of host files it shows apps under `/etc`.
     pub fn sandbox(&self) -> PathBuf {
         self.root.join("sandbox")
+    }
+    /// The index of custom hosts (which app each belongs to) and the apps'
+    /// HTTPS settings.
+    pub fn domains_file(&self) -> PathBuf {
+        self.root.join("domains.json")
+    }
+    /// The certificates of custom hosts (laid out by nap-certs).
+    pub fn certs(&self) -> PathBuf {
+        self.root.join("certs")
     }
 }

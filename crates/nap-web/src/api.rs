@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<Arc<Web>> {
         .route("/api/apps/{app}/scale", post(scale))
         .route("/api/apps/{app}/clone", post(clone))
         .route("/api/deploy", post(deploy))
+        .merge(crate::domains::api_routes())
         .route("/api/{*rest}", axum::routing::any(not_found))
 }
 
@@ -74,7 +75,12 @@ fn bearer(web: &Web, headers: &HeaderMap) -> Result<User, Failure> {
 }
 
 /// The user, once the path's app name and the token passed and `access` allows.
-fn authorize(web: &Web, headers: &HeaderMap, app: &str, write: bool) -> Result<User, Failure> {
+pub(crate) fn authorize(
+    web: &Web,
+    headers: &HeaderMap,
+    app: &str,
+    write: bool,
+) -> Result<User, Failure> {
     if !is_app_name(app) {
         return Err(ops::no_such_app(app));
     }
@@ -84,13 +90,13 @@ fn authorize(web: &Web, headers: &HeaderMap, app: &str, write: bool) -> Result<U
 }
 
 /// A JSON body, or a 400 that says what is wrong with it in one line.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Failure> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Failure> {
     serde_json::from_slice(bytes)
         .map_err(|e| Failure::BadRequest(format!("invalid request body: {e}")))
 }
 
 /// `{"ok": true, "output": ...}` for a finished action.
-fn done(output: String) -> Response {
+pub(crate) fn done(output: String) -> Response {
     Json(json!({ "ok": true, "output": output })).into_response()
 }
 

@@ -79,6 +79,7 @@ use std::sync::Arc;
 mod actions;
 mod api;
 mod command;
+mod domains;
 mod format;
 pub use format::utc;
 mod html;

@@ -104,7 +104,7 @@ pub(crate) fn check_access(web: &Web, user: &User, app: &str, write: bool) -> Re
 }
 
 /// Runs a read-only command and parses the JSON it prints.
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     web: &Web,
     user: &User,
     args: Vec<String>,

@@ -33,6 +33,11 @@ pub(crate) fn routes() -> Router<Arc<Web>> {
         .route("/apps/{app}", get(app))
         .route("/apps/{app}/scale", post(scale))
         .route("/apps/{app}/clone", post(clone))
+        .route("/apps/{app}/domains", post(crate::domains::add_form))
+        .route(
+            "/apps/{app}/domains/remove",
+            post(crate::domains::remove_form),
+        )
         .route("/deploy", post(deploy))
         .route("/actions/{id}", get(action))
         .route("/actions/{id}/events", get(action_events))
@@ -40,7 +45,7 @@ pub(crate) fn routes() -> Router<Arc<Web>> {
 }
 
 /// A form's fields.
-type Fields = HashMap<String, String>;
+pub(crate) type Fields = HashMap<String, String>;
 
 /// An error page.
 fn error_page(status: StatusCode, session: Option<&Session>, message: &str) -> Response {
@@ -286,9 +291,10 @@ async fn app(State(web): State<Arc<Web>>, Path(app): Path<String>, headers: Head
     if let Err(failure) = ops::check_access(&web, &session.user, &app, false) {
         return failure_page(&failure, Some(&session));
     }
-    let (detail, logs) = tokio::join!(
+    let (detail, logs, domains) = tokio::join!(
         ops::app(&web, &session.user, &app),
         ops::logs(&web, &session.user, &app, ops::DEFAULT_LOG_LINES),
+        crate::domains::of_app(&web, &session.user, &app),
     );
     let detail = match detail {
         Ok(detail) => detail,
@@ -298,7 +304,8 @@ async fn app(State(web): State<Arc<Web>>, Path(app): Path<String>, headers: Head
     let logs =
         logs.unwrap_or_else(|failure| vec![format!("(logs unavailable: {})", failure.message())]);
     let flash = web.sessions.take_flash(&session.id);
-    let html = body::app(&session, &detail, &logs);
+    let mut html = body::app(&session, &detail, &logs);
+    html.push_str(&crate::domains::section(&session, &app, domains));
     render(
         StatusCode::OK,
         Page {
@@ -312,7 +319,7 @@ async fn app(State(web): State<Arc<Web>>, Path(app): Path<String>, headers: Head
 
 /// The common part of the three action forms: app name, session, CSRF,
 /// access; then the command line from `line`, and the action.
-async fn start_action(
+pub(crate) async fn start_action(
     web: Arc<Web>,
     headers: HeaderMap,
     form: Result<Form<Fields>, FormRejection>,

@@ -383,3 +383,62 @@ async fn large_bodies_and_unknown_endpoints() {
     assert!(server.fake.runs().is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn domains_are_listed_added_and_removed_through_the_commands() {
+    let server = Server::start(Fake::new()).await;
+    let added = server
+        .api_post(
+            "/api/apps/web/domains",
+            Some(ALICE),
+            r#"{"host": "www.example.com"}"#,
+        )
+        .await;
+    assert_eq!(added.status, 200, "{added:?}");
+    let listed = server.api_get("/api/apps/web/domains", Some(ALICE)).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(listed.json()["hosts"][0], "www.example.com");
+    let removed = crate::http::request(
+        server.addr,
+        "DELETE",
+        "/api/apps/web/domains/www.example.com",
+        &[("Authorization", &format!("Bearer {ALICE}"))],
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{removed:?}");
+    // What cannot be one word of a command line never reaches one.
+    for body in [
+        r#"{"host": "-x.example.com"}"#,
+        r#"{"host": "a b"}"#,
+        r#"{"host": ""}"#,
+    ] {
+        let bad = server
+            .api_post("/api/apps/web/domains", Some(ALICE), body)
+            .await;
+        assert_eq!(bad.status, 400, "{body}: {bad:?}");
+    }
+    // Someone else's app: refused before any command.
+    let foreign = server
+        .api_post(
+            "/api/apps/secret/domains",
+            Some(ALICE),
+            r#"{"host": "evil.example.com"}"#,
+        )
+        .await;
+    assert_eq!(foreign.status, 403, "{foreign:?}");
+    assert_eq!(
+        server.fake.actions(),
+        [
+            (
+                "alice".to_owned(),
+                line(&["domains:add", "web", "www.example.com"])
+            ),
+            (
+                "alice".to_owned(),
+                line(&["domains:remove", "web", "www.example.com"])
+            ),
+        ]
+    );
+    server.stop().await;
+}

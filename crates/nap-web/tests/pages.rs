@@ -611,3 +611,33 @@ async fn shutdown_ends_open_event_streams() {
     server.stop().await;
     assert_eq!(events.next().await, None);
 }
+
+#[tokio::test]
+async fn the_app_page_lists_domains_and_adds_one() {
+    let server = Server::start(Fake::new()).await;
+    let mut client = server.client();
+    log_in(&mut client, ALICE).await;
+    let (page, csrf) = page_and_csrf(&mut client, "/apps/web").await;
+    assert!(page.contains("No custom domains."), "{page}");
+    let started = client
+        .post_form(
+            "/apps/web/domains",
+            &[("host", " www.example.com "), ("csrf", &csrf)],
+        )
+        .await;
+    let (_, events) = follow_action(&mut client, &started).await;
+    assert_eq!(events.last().map(|(name, _)| name.as_str()), Some("done"));
+    assert_eq!(
+        server.fake.actions(),
+        [(
+            "alice".to_owned(),
+            line(&["domains:add", "web", "www.example.com"])
+        )]
+    );
+    let (page, _) = page_and_csrf(&mut client, "/apps/web").await;
+    assert!(
+        page.contains("<td>www.example.com</td>") && page.contains("/apps/web/domains/remove"),
+        "{page}"
+    );
+    server.stop().await;
+}

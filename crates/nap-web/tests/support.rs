@@ -29,6 +29,8 @@ pub struct State {
     pub apps: BTreeMap<String, FakeApp>,
     /// Every `run`: the user and the command line.
     pub runs: Vec<(String, Vec<String>)>,
+    /// Each app's custom hosts (`domains:add` adds, `domains` lists).
+    pub domains: BTreeMap<String, Vec<String>>,
     /// Every `access`: user, app, write.
     pub accesses: Vec<(String, String, bool)>,
 }
@@ -95,7 +97,7 @@ impl Fake {
 
     /// Command lines that change something (not the reads behind pages).
     pub fn actions(&self) -> Vec<(String, Vec<String>)> {
-        let reads = ["apps", "ps", "releases", "logs"];
+        let reads = ["apps", "ps", "releases", "logs", "domains"];
         self.runs()
             .into_iter()
             .filter(|(_, line)| !reads.contains(&line[0].as_str()))
@@ -200,6 +202,31 @@ impl Backend for Fake {
                     for line in logs.iter().rev().take(n).rev() {
                         out(format!("{app}@1 | {line}\n")).await;
                     }
+                    0
+                }
+                ["domains", app, "--json"] => {
+                    let hosts = fake.state().domains.get(*app).cloned().unwrap_or_default();
+                    out(format!(
+                        "{}\n",
+                        json!({"app": app, "hosts": hosts, "https_redirect": false})
+                    ))
+                    .await;
+                    0
+                }
+                ["domains:add", app, host] => {
+                    fake.state()
+                        .domains
+                        .entry((*app).to_owned())
+                        .or_default()
+                        .push((*host).to_owned());
+                    out(format!("{host} now leads to {app}\n")).await;
+                    0
+                }
+                ["domains:remove", app, host] => {
+                    if let Some(hosts) = fake.state().domains.get_mut(*app) {
+                        hosts.retain(|known| known != host);
+                    }
+                    out(format!("{host} removed from {app}\n")).await;
                     0
                 }
                 ["scale", app, spec] => {

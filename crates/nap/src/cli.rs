@@ -95,6 +95,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::Remove { name }) => {
             remote(cli.data, vec!["keys:remove".into(), name], None)
         }
+        // The one other command that reads stdin: a certificate chain and its key.
+        Command::Other(args) if args.first().is_some_and(|name| name == "certs:add") => {
+            let mut bundle = String::new();
+            std::io::stdin()
+                .read_to_string(&mut bundle)
+                .context("cannot read the certificate from stdin")?;
+            remote(cli.data, args, Some(bundle))
+        }
         Command::Other(args) => remote(cli.data, args, None),
     }
 }
@@ -155,8 +163,8 @@ fn serve(data: Option<PathBuf>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
         nap_daemon::serve(settings, shutdown, |bound| {
             // One line on stdout that scripts (and tests) can wait for.
             println!(
-                "nap: ssh listening on {}, http on {}, router on {}",
-                bound.ssh, bound.http, bound.router
+                "nap: ssh listening on {}, http on {}, router on {}, https on {}",
+                bound.ssh, bound.http, bound.router, bound.https
             );
         })
         .await?;

@@ -16,6 +16,7 @@ pub struct FileConfig {
     pub ssh: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub router: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
     pub domain: Option<String>,
     pub git_user: Option<String>,
     pub deploy_branches: Option<Vec<String>>,
@@ -47,6 +48,14 @@ pub struct FileConfig {
     pub sandbox_bwrap: Option<PathBuf>,
     /// `FIRST-LAST`: the uids apps get when nap runs as root.
     pub app_uid_range: Option<String>,
+    /// The ACME server's directory URL (default: Let's Encrypt).
+    pub acme_directory: Option<String>,
+    /// Contacts of the ACME account (`mailto:` is added to a bare address).
+    pub acme_contact: Option<Vec<String>>,
+    /// A PEM root to trust for the ACME server's own HTTPS (a private or test CA).
+    pub acme_root: Option<PathBuf>,
+    /// Whether apps without a setting of their own get certificates from ACME.
+    pub acme_auto: Option<bool>,
 }
 
 impl FileConfig {
@@ -75,6 +84,9 @@ pub struct ServeFlags {
     /// App router address [default: 127.0.0.1:8000].
     #[arg(long, value_name = "ADDR")]
     pub router: Option<SocketAddr>,
+    /// App router's HTTPS address [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
     /// Apps are reached at APP.DOMAIN through the router [default: localhost].
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
@@ -160,6 +172,52 @@ fn port_range(text: &str) -> anyhow::Result<std::ops::Range<u16>> {
             text.escape_debug()
         ),
     }
+}
+
+/// The ACME keys, checked: the directory is an `https://` URL (or `http://`
+/// on a loopback address, which only a test server has), a contact is an
+/// email address or a `mailto:` URL.
+fn acme_settings(
+    directory: Option<String>,
+    contact: Option<Vec<String>>,
+    root: Option<PathBuf>,
+    auto: Option<bool>,
+) -> anyhow::Result<nap_daemon::AcmeSettings> {
+    let mut settings = nap_daemon::AcmeSettings::default();
+    if let Some(directory) = directory {
+        if !directory.starts_with("https://") {
+            bail!(
+                "acme_directory '{}': expected an https:// URL like {}",
+                directory.escape_debug(),
+                settings.directory
+            );
+        }
+        settings.directory = directory;
+    }
+    for address in contact.unwrap_or_default() {
+        let bare = address.strip_prefix("mailto:").unwrap_or(&address);
+        let plausible = bare.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !bare.contains([' ', ',', '\n'])
+        });
+        if !plausible {
+            bail!(
+                "acme_contact '{}': expected an email address like admin@example.com",
+                address.escape_debug()
+            );
+        }
+        settings.contact.push(format!("mailto:{bare}"));
+    }
+    if let Some(root) = root {
+        if !root.is_file() {
+            bail!(
+                "acme_root {}: no such file (expected a PEM certificate)",
+                root.display()
+            );
+        }
+        settings.root = Some(root);
+    }
+    settings.auto_default = auto.unwrap_or(false);
+    Ok(settings)
 }
 
 pub fn settings(
@@ -252,6 +310,12 @@ pub fn settings(
             None => nap_daemon::DEFAULT_APP_UIDS,
         },
     };
+    let acme = acme_settings(
+        file.acme_directory,
+        file.acme_contact,
+        file.acme_root,
+        file.acme_auto,
+    )?;
     let nap_bin = std::env::current_exe().context("cannot find the nap binary itself")?;
     Ok(nap_daemon::Settings {
         data,
@@ -267,6 +331,11 @@ pub fn settings(
             .router
             .or(file.router)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+        https: flags
+            .https
+            .or(file.https)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+        acme,
         domain,
         git_user,
         deploy_branches,

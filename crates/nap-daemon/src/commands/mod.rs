@@ -9,7 +9,9 @@
 
 mod account;
 mod call;
+mod certs;
 mod config;
+mod domains;
 mod help;
 mod keys;
 mod logs;
@@ -134,6 +136,62 @@ pub const COMMANDS: &[Command] = &[
         "remove config vars (makes a new release)",
         WRITE,
         |call| Box::pin(config::unset(call)),
+    ),
+    command(
+        "domains",
+        "domains APP [--json]",
+        "the app's custom hosts, besides APP.<domain>",
+        READ,
+        |call| Box::pin(domains::list(call)),
+    ),
+    command(
+        "domains:add",
+        "domains:add APP HOST",
+        "route HOST (a DNS name you own) to the app",
+        WRITE,
+        |call| Box::pin(domains::add(call)),
+    ),
+    command(
+        "domains:remove",
+        "domains:remove APP HOST",
+        "stop routing HOST to the app (its certificate goes too)",
+        WRITE,
+        |call| Box::pin(domains::remove(call)),
+    ),
+    command(
+        "domains:redirect",
+        "domains:redirect APP on|off",
+        "redirect plain HTTP to HTTPS (308) for hosts with a certificate",
+        WRITE,
+        |call| Box::pin(domains::redirect(call)),
+    ),
+    command(
+        "certs",
+        "certs APP [--json]",
+        "certificates of the app's hosts: source, expiry, issuer, last ACME failure",
+        READ,
+        |call| Box::pin(certs::list(call)),
+    ),
+    command(
+        "certs:add",
+        "certs:add APP  (PEM chain, then key, on stdin)",
+        "serve an uploaded certificate for the app's hosts it covers",
+        WRITE,
+        |call| Box::pin(certs::add(call)),
+    ),
+    command(
+        "certs:remove",
+        "certs:remove APP HOST",
+        "stop serving HOST's certificate",
+        WRITE,
+        |call| Box::pin(certs::remove(call)),
+    ),
+    command(
+        "certs:auto",
+        "certs:auto APP [--off]",
+        "order and renew the app's certificates from ACME (--off: stop)",
+        WRITE,
+        |call| Box::pin(certs::auto(call)),
     ),
     operation(
         "clone",

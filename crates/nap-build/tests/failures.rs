@@ -70,10 +70,10 @@ async fn a_dropped_build_leaves_no_process() {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let mut started_tx = Some(started_tx);
     let mut sink = move |line: &str| {
-        if line == "       started" {
-            if let Some(tx) = started_tx.take() {
-                let _ = tx.send(());
-            }
+        if line == "       started"
+            && let Some(tx) = started_tx.take()
+        {
+            let _ = tx.send(());
         }
     };
     let sandbox = fx.sandbox.clone();

@@ -98,13 +98,16 @@ pub(crate) async fn run<S: AsRef<OsStr>>(
     sink: Sink<'_>,
 ) -> Result<Ended, StartError> {
     let launch = sandbox.launch(policy, command)?;
-    // One pipe for both streams, so the lines keep the order they were written in.
-    let mut prelude = String::from("exec 2>&1\n");
+    // The cgroup first, while the shell's stderr still goes nowhere: a failure to join is
+    // then told by its exit status alone, with no line of output. Then one pipe for both
+    // streams, so the lines keep the order they were written in.
+    let mut prelude = String::new();
     if cgroup.is_some() {
         prelude.push_str(&format!(
             "echo $$ > \"$1/cgroup.procs\" || exit {CGROUP_JOIN_FAILED}\n"
         ));
     }
+    prelude.push_str("exec 2>&1\n");
     let mut outer = launch.command(&prelude);
     if let Some(cgroup) = cgroup {
         outer.arg(cgroup);

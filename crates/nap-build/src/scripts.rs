@@ -69,14 +69,16 @@ pub fn script(detected: &Detected) -> Option<String> {
 
 /// A virtualenv without pip in it (the host's pip installs into it with `--python`), which
 /// is seconds faster to make than one with its own copy of pip, and much smaller to cache.
-/// A runtime without a pip module of its own gets a virtualenv with pip instead.
+/// A runtime without a pip module of its own, or with one older than `--python` (pip 22.3),
+/// gets a virtualenv with pip instead.
 const PYTHON_INSTALL: &str = r#"echo "creating a virtualenv in /app/.venv"
 pip_options="--cache-dir $NAP_CACHE/pip --disable-pip-version-check --no-input --progress-bar off"
-if python3 -m pip --version >/dev/null 2>&1; then
-  python3 -m venv --without-pip /app/.venv
+if python3 -m venv --without-pip /app/.venv &&
+  python3 -m pip --python /app/.venv/bin/python --version >/dev/null 2>&1; then
   echo "pip install -r requirements.txt"
   python3 -m pip --python /app/.venv/bin/python install $pip_options -r requirements.txt
 else
+  rm -rf /app/.venv
   python3 -m venv /app/.venv
   echo "pip install -r requirements.txt"
   /app/.venv/bin/pip install $pip_options -r requirements.txt

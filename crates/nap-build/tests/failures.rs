@@ -127,3 +127,23 @@ async fn a_tree_with_nothing_to_build_is_left_alone() {
     );
     assert!(lines.is_empty(), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn a_cgroup_that_cannot_be_joined_stops_the_build_before_it_starts() {
+    let fx = Fixture::new().await;
+    let release = fx.release(&[("app.txt", "x")]);
+    let mut request = fx.request(&release, &[]);
+    request.build_command = Some("touch /app/ran".to_owned());
+    let missing = fx.storage.with_file_name("no-such-cgroup");
+    request.memory_cgroup = Some(missing.clone());
+    let (result, lines) = fx.build(&request).await;
+    let Err(BuildError::Start {
+        source: nap_build::StartError::CgroupJoin { cgroup },
+        ..
+    }) = result
+    else {
+        panic!("the build must not start: {result:?} {lines:#?}");
+    };
+    assert_eq!(cgroup, missing);
+    assert!(!release.join("ran").exists(), "nothing ran");
+}

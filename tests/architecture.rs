@@ -115,7 +115,7 @@ fn only_the_crates_the_text_names_know_russh_gix_and_the_backends() {
     assert_eq!(graph.users_of("nap-supervisor"), set(&["nap-daemon"]));
     assert_eq!(
         graph.users_of("nap-sandbox"),
-        set(&["nap-daemon", "nap-supervisor"])
+        set(&["nap-build", "nap-daemon", "nap-supervisor"])
     );
     for backend_free in ["nap-runtime", "nap-web", "nap-router", "nap-ssh", "nap-git"] {
         let links = graph.closure(backend_free);

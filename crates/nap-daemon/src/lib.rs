@@ -14,6 +14,7 @@ mod gate;
 mod git_exec;
 pub mod hook;
 mod output;
+mod remote_check;
 mod repo;
 mod tokens;
 mod users;

@@ -52,6 +52,9 @@ impl ProfileError {
             ProfileErrorKind::Memory(_) | ProfileErrorKind::MemoryNotAScalar { .. } => {
                 Some("memory")
             }
+            ProfileErrorKind::Step { key, .. } => Some(key),
+            ProfileErrorKind::Healthcheck { .. } => Some("healthcheck"),
+            ProfileErrorKind::HealthcheckTimeout { .. } => Some("healthcheck_timeout"),
             ProfileErrorKind::IndentedKey { key, .. }
             | ProfileErrorKind::DuplicateKey { key, .. } => Some(key),
             _ => None,
@@ -144,6 +147,32 @@ pub enum ProfileErrorKind {
     /// `memory` is not a usable size.
     #[error("memory: {0}")]
     Memory(MemoryError),
+    /// `build` or `release` is not a usable shell command.
+    #[error("{key}: {}", describe_step(error))]
+    Step {
+        /// `build` or `release`.
+        key: &'static str,
+        /// What is wrong with it.
+        error: CommandError,
+    },
+    /// `healthcheck` is not a path that can go into a request line.
+    #[error(
+        "healthcheck: expected an HTTP path like /healthz (starting with '/', visible ASCII only, at most {} bytes), found {found}",
+        crate::MAX_HEALTHCHECK_BYTES
+    )]
+    Healthcheck {
+        /// What was found.
+        found: String,
+    },
+    /// `healthcheck_timeout` is not a number of seconds in range.
+    #[error(
+        "healthcheck_timeout: expected whole seconds from 1 to {} like 30 or 30s, found {found}",
+        crate::MAX_HEALTHCHECK_TIMEOUT_SECS
+    )]
+    HealthcheckTimeout {
+        /// What was found.
+        found: String,
+    },
     /// [`crate::replace_command`] could not produce a profile whose command
     /// reads back as the new one.
     #[error("command: could not rewrite the command so that it reads back unchanged")]
@@ -172,6 +201,15 @@ pub enum CommandError {
     /// Contains a NUL character, which no shell command can hold.
     #[error("contains a NUL character, which a shell command cannot hold")]
     Nul,
+}
+
+/// A `build` or `release` command's problem, without `command`'s wording
+/// ("starts one instance").
+fn describe_step(error: &CommandError) -> String {
+    match error {
+        CommandError::NotACommand { found } => format!("expected a shell command, found {found}"),
+        other => other.to_string(),
+    }
 }
 
 /// A 1-based line and column.

@@ -9,6 +9,10 @@
 //! command: python3 -m http.server $PORT   # required; run with /bin/sh -c
 //! scale: 3                                # instances; default 1; 0 allowed
 //! memory: 256M                            # per instance; K/M/G like `docker -m`
+//! build: make assets                      # optional; else nap detects the runtime
+//! release: python3 manage.py migrate      # optional; once per deploy, before instances start
+//! healthcheck: /healthz                   # optional; 2xx/3xx needed before old ones stop
+//! healthcheck_timeout: 30s                # optional; how long each instance gets for it
 //! ```
 //!
 //! The rules, in the order a reader of a rejected push would want them:
@@ -28,10 +32,23 @@
 //!   decimal digits (quoting is fine, `0x10`, `1_000`, `-1` and `1.5` are not).
 //! - `memory` is a size, see [`parse_memory`]: from [`MIN_MEMORY_BYTES`] (4M,
 //!   anything smaller cannot start a process) to [`MAX_MEMORY_BYTES`] (1T).
-//! - `scale` or `memory` given as `null`, `~` or nothing at all (`scale:`)
+//! - `build` and `release` are shell commands with the same rules as
+//!   `command` (run with `/bin/sh -c` in the release's tree): `build` once per
+//!   new tree, before anything starts; `release` once per deploy, after the
+//!   build and before the new instances start.
+//! - `healthcheck` is an HTTP path that each new instance must answer with a
+//!   2xx or 3xx status before the old instances stop: it starts with `/` and
+//!   holds only visible ASCII (no spaces, no control characters: it goes
+//!   into a request line as it is), at most [`MAX_HEALTHCHECK_BYTES`].
+//!   `healthcheck_timeout` is how long each instance gets to pass it: whole
+//!   seconds, `30` or `30s`, from 1 to [`MAX_HEALTHCHECK_TIMEOUT_SECS`]; given
+//!   without `healthcheck` it has no effect, which is a warning.
+//! - `scale`, `memory`, `build`, `release`, `healthcheck` and
+//!   `healthcheck_timeout` given as `null`, `~` or nothing at all (`scale:`)
 //!   mean "not given", exactly as if the key were absent: the deploy uses the
-//!   default ([`DEFAULT_SCALE`] instances, no memory limit). An empty
-//!   `command:` is an error, since there is no default command.
+//!   default ([`DEFAULT_SCALE`] instances, no memory limit, the detected
+//!   build, no release phase, no health path). An empty `command:` is an
+//!   error, since there is no default command.
 //! - Unknown keys are not errors: they become warnings that name the closest
 //!   known key when one is close, and the deploy continues.
 //!
@@ -64,7 +81,21 @@ pub const DEFAULT_SCALE: u32 = 1;
 pub const DEFAULT_MAX_SCALE: u32 = 64;
 
 /// The keys a profile knows, in the order the documentation lists them.
-pub const KNOWN_KEYS: [&str; 3] = ["command", "scale", "memory"];
+pub const KNOWN_KEYS: [&str; 7] = [
+    "command",
+    "scale",
+    "memory",
+    "build",
+    "release",
+    "healthcheck",
+    "healthcheck_timeout",
+];
+
+/// The longest `healthcheck` path accepted, in bytes.
+pub const MAX_HEALTHCHECK_BYTES: usize = 1024;
+
+/// The largest `healthcheck_timeout`, in seconds (10 minutes).
+pub const MAX_HEALTHCHECK_TIMEOUT_SECS: u32 = 600;
 
 /// Server-configured bounds that a profile is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +122,14 @@ pub struct Profile {
     /// The memory limit of one instance in bytes; `None` when the profile
     /// does not say (no limit).
     pub memory: Option<u64>,
+    /// The shell command that builds a new release's tree; `None`: detect.
+    pub build: Option<String>,
+    /// The shell command run once per deploy before the new instances start.
+    pub release: Option<String>,
+    /// The HTTP path each new instance must answer with 2xx or 3xx.
+    pub healthcheck: Option<String>,
+    /// Seconds each new instance gets to pass `healthcheck`.
+    pub healthcheck_timeout: Option<u32>,
 }
 
 impl Profile {

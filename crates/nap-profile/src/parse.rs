@@ -26,6 +26,11 @@ pub fn parse(file: &str, text: &str, limits: &Limits) -> Result<Parsed, ProfileE
     let mut command = None;
     let mut scale = None;
     let mut memory = None;
+    let mut build = None;
+    let mut release = None;
+    let mut healthcheck = None;
+    let mut healthcheck_timeout = None;
+    let mut timeout_at = None;
     let mut warnings = Vec::new();
     // An unknown key that looks like `command`, to point at when `command` is missing.
     let mut near_miss: Option<(String, Position)> = None;
@@ -50,6 +55,13 @@ pub fn parse(file: &str, text: &str, limits: &Limits) -> Result<Parsed, ProfileE
             "command" => command = Some(read_command(value).map_err(fail)?),
             "scale" => scale = read_scale(value, limits).map_err(fail)?,
             "memory" => memory = read_memory(value).map_err(fail)?,
+            "build" => build = read_step("build", value).map_err(fail)?,
+            "release" => release = read_step("release", value).map_err(fail)?,
+            "healthcheck" => healthcheck = read_healthcheck(value).map_err(fail)?,
+            "healthcheck_timeout" => {
+                healthcheck_timeout = read_healthcheck_timeout(value).map_err(fail)?;
+                timeout_at = Some(entry.key.at);
+            }
             _ => {
                 let suggestion = closest_known_key(&name);
                 if suggestion == Some("command") && near_miss.is_none() {
@@ -80,11 +92,21 @@ pub fn parse(file: &str, text: &str, limits: &Limits) -> Result<Parsed, ProfileE
             ProfileErrorKind::MissingCommand { near_miss },
         ));
     };
+    if let (Some(at), Some(_), None) = (timeout_at, healthcheck_timeout, &healthcheck) {
+        warnings.push(format!(
+            "{file}:{}:{}: healthcheck_timeout has no effect without healthcheck",
+            at.line, at.column
+        ));
+    }
     Ok(Parsed {
         profile: Profile {
             command,
             scale,
             memory,
+            build,
+            release,
+            healthcheck,
+            healthcheck_timeout,
         },
         warnings,
     })
@@ -164,6 +186,61 @@ fn read_memory(value: &Node) -> Result<Option<u64>, ProfileErrorKind> {
             .map(Some)
             .map_err(ProfileErrorKind::Memory),
         None => Err(ProfileErrorKind::MemoryNotAScalar {
+            found: value.found(),
+        }),
+    }
+}
+
+/// `build` or `release`: a shell command like `command`; `null` means "not given".
+fn read_step(key: &'static str, value: &Node) -> Result<Option<String>, ProfileErrorKind> {
+    if matches!(value.raw, Raw::Null) {
+        return Ok(None);
+    }
+    let Some(command) = value.scalar_text() else {
+        return Err(ProfileErrorKind::Step {
+            key,
+            error: CommandError::NotACommand {
+                found: value.found(),
+            },
+        });
+    };
+    validate_command(&command).map_err(|error| ProfileErrorKind::Step { key, error })?;
+    Ok(Some(command))
+}
+
+/// An HTTP path that goes into a request line as it is: it must not be able
+/// to add a header or a second request (no spaces, CR, LF or other controls).
+fn read_healthcheck(value: &Node) -> Result<Option<String>, ProfileErrorKind> {
+    if matches!(value.raw, Raw::Null) {
+        return Ok(None);
+    }
+    let path = value.scalar_text().filter(|path| {
+        path.starts_with('/')
+            && path.len() <= crate::MAX_HEALTHCHECK_BYTES
+            && path.bytes().all(|b| b.is_ascii_graphic())
+    });
+    match path {
+        Some(path) => Ok(Some(path)),
+        None => Err(ProfileErrorKind::Healthcheck {
+            found: value.found(),
+        }),
+    }
+}
+
+/// Whole seconds, `30` or `30s`; `null` means "not given".
+fn read_healthcheck_timeout(value: &Node) -> Result<Option<u32>, ProfileErrorKind> {
+    if matches!(value.raw, Raw::Null) {
+        return Ok(None);
+    }
+    let seconds = value
+        .scalar_text()
+        .map(|text| text.strip_suffix('s').map(str::to_owned).unwrap_or(text))
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u32>().ok())
+        .filter(|seconds| (1..=crate::MAX_HEALTHCHECK_TIMEOUT_SECS).contains(seconds));
+    match seconds {
+        Some(seconds) => Ok(Some(seconds)),
+        None => Err(ProfileErrorKind::HealthcheckTimeout {
             found: value.found(),
         }),
     }

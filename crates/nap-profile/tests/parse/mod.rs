@@ -4,8 +4,9 @@ use nap_profile::{Limits, parse};
 
 /// Parses `input` as the file `profile` and compares a rendering of the
 /// outcome with `expected`: on success `command=.. scale=.. memory=..`
-/// followed by one `warning: ..` line per warning, on failure the error's
-/// one-line Display.
+/// (then `build=..`, `release=..`, `healthcheck=..`, `healthcheck_timeout=..`
+/// for those that are given), followed by one `warning: ..` line per
+/// warning, on failure the error's one-line Display.
 fn check(input: &str, expected: &str) {
     check_with(&Limits::default(), input, expected);
 }
@@ -18,6 +19,18 @@ fn check_with(limits: &Limits, input: &str, expected: &str) {
                 "command={:?} scale={:?} memory={:?}",
                 profile.command, profile.scale, profile.memory
             );
+            if let Some(build) = &profile.build {
+                out.push_str(&format!(" build={build:?}"));
+            }
+            if let Some(release) = &profile.release {
+                out.push_str(&format!(" release={release:?}"));
+            }
+            if let Some(path) = &profile.healthcheck {
+                out.push_str(&format!(" healthcheck={path:?}"));
+            }
+            if let Some(seconds) = profile.healthcheck_timeout {
+                out.push_str(&format!(" healthcheck_timeout={seconds}"));
+            }
             for warning in parsed.warnings {
                 out.push_str(&format!("\nwarning: {warning}"));
             }
@@ -134,7 +147,7 @@ fn valid_profiles() {
         ),
         (
             "command: &cmd ./run\nscale: 1\nnote: *cmd\n",
-            "command=\"./run\" scale=Some(1) memory=None\nwarning: profile:3:1: unknown key 'note' (known keys: command, scale, memory)",
+            "command=\"./run\" scale=Some(1) memory=None\nwarning: profile:3:1: unknown key 'note' (known keys: command, scale, memory, build, release, healthcheck, healthcheck_timeout)",
         ),
     ];
     for (input, expected) in cases {
@@ -153,14 +166,14 @@ fn unknown_keys_are_warnings() {
             "command: x\nmem: 1G\nfoo: bar\nMemory: 2G\n",
             "command=\"x\" scale=None memory=None\n\
              warning: profile:2:1: unknown key 'mem' (did you mean 'memory'?)\n\
-             warning: profile:3:1: unknown key 'foo' (known keys: command, scale, memory)\n\
+             warning: profile:3:1: unknown key 'foo' (known keys: command, scale, memory, build, release, healthcheck, healthcheck_timeout)\n\
              warning: profile:4:1: unknown key 'Memory' (did you mean 'memory'?)",
         ),
         (
             "command: x\n5: five\nenv: {A: 1}\n",
             "command=\"x\" scale=None memory=None\n\
-             warning: profile:2:1: unknown key '5' (known keys: command, scale, memory)\n\
-             warning: profile:3:1: unknown key 'env' (known keys: command, scale, memory)",
+             warning: profile:2:1: unknown key '5' (known keys: command, scale, memory, build, release, healthcheck, healthcheck_timeout)\n\
+             warning: profile:3:1: unknown key 'env' (known keys: command, scale, memory, build, release, healthcheck, healthcheck_timeout)",
         ),
     ];
     for (input, expected) in cases {
@@ -435,8 +448,85 @@ fn errors_name_their_key() {
         ("command: ''", Some("command")),
         ("command: x\nscale: 1\nscale: 1", Some("scale")),
         ("command: [x", None),
+        ("command: x\nbuild: [make]", Some("build")),
+        ("command: x\nrelease: ''", Some("release")),
+        ("command: x\nhealthcheck: up", Some("healthcheck")),
+        (
+            "command: x\nhealthcheck_timeout: soon",
+            Some("healthcheck_timeout"),
+        ),
     ] {
         let error = parse("profile", input, &Limits::default()).unwrap_err();
         assert_eq!(error.key(), key, "{error}");
+    }
+}
+
+#[test]
+fn pipeline_keys() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "command: ./web\nbuild: make assets\nrelease: python3 manage.py migrate\nhealthcheck: /healthz\nhealthcheck_timeout: 30s\n",
+            "command=\"./web\" scale=None memory=None build=\"make assets\" release=\"python3 manage.py migrate\" healthcheck=\"/healthz\" healthcheck_timeout=30",
+        ),
+        (
+            "command: ./web\nhealthcheck: /status?full=1\nhealthcheck_timeout: 600\n",
+            "command=\"./web\" scale=None memory=None healthcheck=\"/status?full=1\" healthcheck_timeout=600",
+        ),
+        // `true` skips the detected build; null means "not given".
+        (
+            "command: ./web\nbuild: true\nrelease: ~\nhealthcheck:\n",
+            "command=\"./web\" scale=None memory=None build=\"true\"",
+        ),
+        (
+            "command: ./web\nhealthcheck_timeout: 5\n",
+            "command=\"./web\" scale=None memory=None healthcheck_timeout=5\n\
+             warning: profile:2:1: healthcheck_timeout has no effect without healthcheck",
+        ),
+        (
+            "command: ./web\nhealthchek: /up\n",
+            "command=\"./web\" scale=None memory=None\n\
+             warning: profile:2:1: unknown key 'healthchek' (did you mean 'healthcheck'?)",
+        ),
+        (
+            "command: ./web\nbuidl: make\n",
+            "command=\"./web\" scale=None memory=None\n\
+             warning: profile:2:1: unknown key 'buidl' (did you mean 'build'?)",
+        ),
+        (
+            "command: ./web\nbuild: [make, assets]\n",
+            "profile:2:8: build: expected a shell command, found a list",
+        ),
+        (
+            "command: ./web\nrelease: '   '\n",
+            "profile:2:10: release: expected a shell command, found only whitespace '   '",
+        ),
+        (
+            "command: ./web\nhealthcheck: healthz\n",
+            "profile:2:14: healthcheck: expected an HTTP path like /healthz (starting with '/', visible ASCII only, at most 1024 bytes), found 'healthz'",
+        ),
+        // A path must not be able to smuggle a header or a second request.
+        (
+            "command: ./web\nhealthcheck: \"/up HTTP/1.1\\r\\nHost: evil\"\n",
+            "profile:2:14: healthcheck: expected an HTTP path like /healthz (starting with '/', visible ASCII only, at most 1024 bytes), found '/up HTTP/1.1\\r\\nHost: evil'",
+        ),
+        (
+            "command: ./web\nhealthcheck: /caf\u{e9}\n",
+            "profile:2:14: healthcheck: expected an HTTP path like /healthz (starting with '/', visible ASCII only, at most 1024 bytes), found '/caf\u{e9}'",
+        ),
+        (
+            "command: ./web\nhealthcheck: /up\nhealthcheck_timeout: 0\n",
+            "profile:3:22: healthcheck_timeout: expected whole seconds from 1 to 600 like 30 or 30s, found '0'",
+        ),
+        (
+            "command: ./web\nhealthcheck: /up\nhealthcheck_timeout: 2m\n",
+            "profile:3:22: healthcheck_timeout: expected whole seconds from 1 to 600 like 30 or 30s, found '2m'",
+        ),
+        (
+            "command: ./web\nhealthcheck: /up\nhealthcheck_timeout: 601s\n",
+            "profile:3:22: healthcheck_timeout: expected whole seconds from 1 to 600 like 30 or 30s, found '601s'",
+        ),
+    ];
+    for (input, expected) in cases {
+        check(input, expected);
     }
 }

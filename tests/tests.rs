@@ -9,6 +9,7 @@ mod architecture;
 mod cli;
 mod deploy;
 mod fleet;
+mod from_url;
 mod operate;
 mod serve;
 mod similar;

@@ -417,6 +417,18 @@ mod fetch_tests;
 mod tests {
     use super::*;
 
+    /// A server that writes megabytes of errors: the daemon keeps the last
+    /// few KiB, which say why.
+    #[tokio::test]
+    async fn only_the_tail_of_gits_errors_is_kept() {
+        let mut chatter = "remote: noise\n".repeat(100_000);
+        chatter.push_str("fatal: the reason\n");
+        let tail = read_tail(chatter.as_bytes(), MAX_FETCH_STDERR).await;
+        assert!(tail.len() <= MAX_FETCH_STDERR, "{} bytes kept", tail.len());
+        assert!(tail.ends_with("fatal: the reason\n"));
+        assert_eq!(read_tail(&b"short"[..], MAX_FETCH_STDERR).await, "short");
+    }
+
     #[test]
     fn paths_name_apps() {
         for path in ["web", "/web", "web.git", "/web.git"] {

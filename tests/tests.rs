@@ -11,6 +11,7 @@ mod deploy;
 mod fleet;
 mod from_url;
 mod operate;
+mod properties;
 mod serve;
 mod similar;
 mod ssh_front_door;

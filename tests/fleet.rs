@@ -321,10 +321,57 @@ fn a_push_is_fetched_and_run_by_the_machines_and_scale_deletes_the_highest() {
         "the highest instances were deleted: {left:?}"
     );
 
+    // `ps` says where each instance runs.
+    let output = nap.cli(&["ps", &app]);
+    let (listed, _) = text(&output);
+    let header = listed.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("MACHINE") && !header.contains("PID"),
+        "{listed}"
+    );
+    let machine = fleet.units(&app)[0].machine_id.clone().expect("placed");
+    assert!(
+        listed
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.contains(&machine[..8])),
+        "the row names machine {machine}: {listed}"
+    );
+
+    // More instances of a release than machines: refused at once, with
+    // the numbers, and nothing changes.
+    let too_many = machines.len() + 1;
+    let output = alice.ssh(&["scale", &app, &too_many.to_string()]);
+    let (_, said) = text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "so {too_many} of them need {too_many} machines, and fleet has {}",
+            machines.len()
+        )),
+        "{said}"
+    );
+    let after: Vec<String> = fleet.units(&app).into_iter().map(|u| u.name).collect();
+    assert_eq!(after, left, "the refused scale changed nothing");
+
     let output = alice.ssh(&["logs", &app]);
     assert!(
         text(&output).1.contains("journalctl"),
         "{:?}",
         text(&output)
     );
+
+    // destroy leaves nothing of the app in fleet, templates included.
+    let output = alice.ssh(&["destroy", &app, "--force"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    let ours = [format!("{app}@"), format!("{app}_discovery@")];
+    let left: Vec<String> = fleet
+        .runtime
+        .block_on(fleet.client().units())
+        .expect("fleet lists its units")
+        .into_iter()
+        .map(|u| u.name)
+        .filter(|name| ours.iter().any(|prefix| name.starts_with(prefix)))
+        .collect();
+    assert!(left.is_empty(), "left in fleet: {left:?}");
 }

@@ -4,12 +4,14 @@
 //! valid app name, user name, host name or public key, and who may act on which app;
 //! the daemon, the SSH front door and the web API all ask it, so the rules
 //! live in exactly one place. It also holds the plain rows that the daemon's
-//! `--json` answers and the web manager share ([`rows`]).
+//! `--json` answers and the web manager share ([`rows`]), and where a git URL
+//! given to `deploy --from` points ([`remote`]).
 
 mod access;
 mod host;
 mod keys;
 mod names;
+pub mod remote;
 pub mod rows;
 
 pub use access::{AccessError, Action, Caller, check_access};

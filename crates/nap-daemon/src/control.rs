@@ -204,3 +204,7 @@ pub async fn call(
         "the nap daemon hung up without an exit status",
     ))
 }
+
+#[cfg(test)]
+#[path = "control_properties.rs"]
+mod properties;

@@ -4,21 +4,25 @@
 //!   access is checked, then git runs with the channel bridged to it both ways
 //!   (a push inside an operation that outlives its client, `push.rs`);
 //! - `git fetch` for `deploy NEW --from URL` ([`fetch`]): into the new app's
-//!   repository, with only the transports the caller may use, within a time and
-//!   size budget.
+//!   repository, with only the transport the URL names, connecting only to the
+//!   addresses `remote_check` checked, no redirects and no proxy, within a time
+//!   and size budget.
 //!
 //! gitoxide does everything else with repositories (nap-git).
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nap_core::remote::{Host, Transport};
 use nap_core::{Action, Caller};
 use tokio::io::AsyncRead;
 use tokio::process::Command;
 use tracing::{info, warn};
 
+use crate::remote_check::Checked;
 use crate::{Daemon, Out};
 
 /// `'app'`, `'/app'`, `'app.git'` and `'/app.git'` all name app `app`.
@@ -130,13 +134,17 @@ pub(crate) fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> u3
 
 /// Most bytes a repository fetched by `deploy --from` may take on disk.
 const MAX_FETCH_BYTES: u64 = 1 << 30;
-/// Bytes of `git fetch`'s stderr kept for the error message; a remote may send any
-/// amount.
-const MAX_FETCH_STDERR: u64 = 64 * 1024;
 /// Longest a fetch may run.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a running fetch is measured against its budget.
 const FETCH_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Most of git's stderr kept for the error message: its last lines say why.
+const MAX_FETCH_STDERR: usize = 16 * 1024;
+
+/// The ssh every fetch runs: never the server's own ssh identity, agent or
+/// config, no host key kept.
+const FETCH_SSH: &str = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null";
 
 /// What to fetch, already checked by the caller.
 pub(crate) struct FetchSource<'a> {
@@ -144,8 +152,9 @@ pub(crate) struct FetchSource<'a> {
     pub(crate) url: &'a str,
     /// The URL as it may be shown (without a password).
     pub(crate) shown: &'a str,
-    /// Its transport: `file` (admins only), or one of git's network transports.
-    pub(crate) scheme: &'a str,
+    /// What the check made of it: its transport, and the addresses the
+    /// fetch must connect to.
+    pub(crate) checked: &'a Checked,
     /// The branch, tag or `HEAD` to fetch.
     pub(crate) reference: &'a str,
 }
@@ -162,6 +171,16 @@ pub(crate) enum FetchError {
     /// The repository grew over the budget.
     #[error("the repository is larger than {} MiB; gave up", MAX_FETCH_BYTES >> 20)]
     TooLarge,
+    /// The server answered with a redirect, which could lead anywhere.
+    #[error(
+        "cannot fetch {url}: the server redirects (HTTP {status}) and redirects are not followed; give the URL it redirects to"
+    )]
+    Redirected {
+        /// The URL as it may be shown.
+        url: String,
+        /// The redirect's status.
+        status: String,
+    },
     /// git said no.
     #[error("cannot fetch {reference} from {url}: {reason}")]
     Refused {
@@ -181,49 +200,122 @@ pub(crate) async fn fetch(
     repo: &Path,
     source: &FetchSource<'_>,
 ) -> Result<(), FetchError> {
-    let allowed = if source.scheme == "file" {
-        "file"
-    } else {
-        "https:http:git:ssh"
+    fetch_with(&daemon.settings.git, daemon.data.root(), repo, source).await
+}
+
+/// The `git fetch` of `source` as `git` at `home` runs it: only the checked
+/// transport, no redirects, no proxy, and for a checked URL the checked
+/// addresses and no others (see [`Checked`]).
+pub(crate) fn fetch_command(
+    git: &Path,
+    home: &Path,
+    repo: &Path,
+    source: &FetchSource<'_>,
+) -> Command {
+    let mut command = Command::new(git);
+    // An empty proxy turns off curl's own reading of proxy variables, besides
+    // the cleared environment: a proxy would connect wherever it likes.
+    command.args(["-c", "http.proxy="]);
+    let (allowed, url, ssh) = match source.checked {
+        Checked::Local => ("file", source.url.to_owned(), FETCH_SSH.to_owned()),
+        Checked::Remote { url, pin } => {
+            let mut fetched = source.url.to_owned();
+            let mut ssh = FETCH_SSH.to_owned();
+            if let Some(pin) = pin {
+                // Redirects and http-alternates (which git treats alike)
+                // could lead anywhere, past the check. An admin's fetch,
+                // unchecked, keeps git's default (the first request may be
+                // redirected).
+                command.args(["-c", "http.followRedirects=false"]);
+                let first = *pin
+                    .addresses
+                    .first()
+                    .expect("remote_check pins at least one address");
+                match url.transport {
+                    // curl looks the host up by its text: answer with the
+                    // checked addresses, also for the name without a
+                    // trailing dot, however curl spells it.
+                    Transport::Http | Transport::Https if matches!(url.host, Host::Name(_)) => {
+                        let addresses: Vec<String> = pin
+                            .addresses
+                            .iter()
+                            .map(|a| match a {
+                                IpAddr::V4(v4) => v4.to_string(),
+                                IpAddr::V6(v6) => format!("[{v6}]"),
+                            })
+                            .collect();
+                        let mut names = vec![url.host_text.as_str()];
+                        if let Some(bare) = url.host_text.strip_suffix('.') {
+                            names.push(bare);
+                        }
+                        for name in names {
+                            command.arg("-c").arg(format!(
+                                "http.curloptResolve={name}:{}:{}",
+                                url.port,
+                                addresses.join(",")
+                            ));
+                        }
+                    }
+                    // An address: curl connects to it as it is.
+                    Transport::Http | Transport::Https => {}
+                    // git:// has no resolve option: the URL names the address.
+                    Transport::Git => fetched = url.with_address(source.url, first),
+                    // ssh connects to HostName, whatever the destination says.
+                    Transport::Ssh => {
+                        ssh.push_str(&format!(" -o HostName={first} -o CheckHostIP=no"))
+                    }
+                }
+            }
+            (url.transport.name(), fetched, ssh)
+        }
     };
-    let mut child = Command::new(&daemon.settings.git)
-        .args(["fetch", "--no-tags", "--quiet", "--no-recurse-submodules", "--", source.url])
+    command
+        .args([
+            "fetch",
+            "--no-tags",
+            "--quiet",
+            "--no-recurse-submodules",
+            "--",
+        ])
+        .arg(url)
         .arg(format!("+{}:refs/heads/master", source.reference))
         .current_dir(repo)
+        // Nothing of the daemon's environment: no proxy, no askpass.
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-        .env("HOME", daemon.data.root())
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("HOME", home)
         .env("GIT_DIR", repo)
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_ALLOW_PROTOCOL", allowed)
         .env("GIT_TERMINAL_PROMPT", "0")
-        // Never the server's own ssh identity or agent.
-        .env(
-            "GIT_SSH_COMMAND",
-            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null",
-        )
+        .env("GIT_SSH_COMMAND", ssh)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// [`fetch`] with the git program and its home given.
+pub(crate) async fn fetch_with(
+    git: &Path,
+    home: &Path,
+    repo: &Path,
+    source: &FetchSource<'_>,
+) -> Result<(), FetchError> {
+    let mut child = fetch_command(git, home, repo, source)
         .spawn()
         .map_err(FetchError::Start)?;
-    let Some(mut stderr) = child.stderr.take() else {
+    let Some(stderr) = child.stderr.take() else {
         return Err(FetchError::Start(std::io::Error::other(
             "git has no stderr",
         )));
     };
-    let errors = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut kept = Vec::new();
-        let _ = (&mut stderr)
-            .take(MAX_FETCH_STDERR)
-            .read_to_end(&mut kept)
-            .await;
-        // The rest is read and dropped, so that git never blocks on a full pipe.
-        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-        String::from_utf8_lossy(&kept).into_owned()
-    });
+    let errors = tokio::spawn(read_tail(stderr, MAX_FETCH_STDERR));
     let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
     let mut ticker = tokio::time::interval(FETCH_CHECK_INTERVAL);
     let status = loop {
@@ -255,11 +347,42 @@ pub(crate) async fn fetch(
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("git fetch failed");
+    // curl's words when git will not follow: "The requested URL returned error: 301".
+    if let Some((_, code)) = last.split_once("returned error: ")
+        && let Some(status) = code.get(..3).filter(|c| c.starts_with('3'))
+    {
+        return Err(FetchError::Redirected {
+            url: source.shown.to_owned(),
+            status: status.to_owned(),
+        });
+    }
     Err(FetchError::Refused {
         reference: source.reference.to_owned(),
         url: source.shown.to_owned(),
         reason: last.trim_start_matches("fatal: ").to_owned(),
     })
+}
+
+/// Reads `reader` to its end and keeps the last `max` bytes (or a little
+/// more), as text: a chatty or hostile server cannot grow the daemon.
+async fn read_tail(mut reader: impl tokio::io::AsyncRead + Unpin, max: usize) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut reader, &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buffer[..n]);
+                if kept.len() > 2 * max {
+                    kept.drain(..kept.len() - max);
+                }
+            }
+        }
+    }
+    if kept.len() > max {
+        kept.drain(..kept.len() - max);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -277,8 +400,24 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 #[cfg(test)]
+#[path = "git_exec_fetch_tests.rs"]
+mod fetch_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that writes megabytes of errors: the daemon keeps the last
+    /// few KiB, which say why.
+    #[tokio::test]
+    async fn only_the_tail_of_gits_errors_is_kept() {
+        let mut chatter = "remote: noise\n".repeat(100_000);
+        chatter.push_str("fatal: the reason\n");
+        let tail = read_tail(chatter.as_bytes(), MAX_FETCH_STDERR).await;
+        assert!(tail.len() <= MAX_FETCH_STDERR, "{} bytes kept", tail.len());
+        assert!(tail.ends_with("fatal: the reason\n"));
+        assert_eq!(read_tail(&b"short"[..], MAX_FETCH_STDERR).await, "short");
+    }
 
     #[test]
     fn paths_name_apps() {

@@ -20,6 +20,7 @@ mod isolation;
 mod operation;
 mod output;
 mod push;
+mod remote_check;
 mod repo;
 mod routing;
 mod tls;

@@ -7,12 +7,17 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+
+/// Most bytes of an answer's body read. fleet's largest answer is a page of
+/// units (100 by default, a few KiB each); anything far beyond is a server
+/// gone wrong, which must not grow the daemon.
+pub(crate) const MAX_REPLY_BYTES: usize = 8 << 20;
 
 /// Where a server listens: `http://host:port` or `unix:///path`, as
 /// `fleetctl --endpoint` takes them.
@@ -117,10 +122,6 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Most bytes of one answer from fleet or etcd (a unit list of thousands of units is a
-/// few MiB).
-const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
-
 async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Reply, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -137,10 +138,16 @@ where
             .map_err(|e| TransportError::Exchange(e.to_string()))?;
         let status = response.status();
         // A fleet or etcd that answers without end must not fill the daemon's memory.
-        let body = http_body_util::Limited::new(response.into_body(), MAX_REPLY_BYTES)
+        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
             .collect()
             .await
-            .map_err(|e| TransportError::Exchange(e.to_string()))?
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    TransportError::TooLarge(MAX_REPLY_BYTES)
+                } else {
+                    TransportError::Exchange(e.to_string())
+                }
+            })?
             .to_bytes();
         Ok(Reply { status, body })
     };
@@ -176,6 +183,8 @@ pub(crate) enum TransportError {
     Exchange(String),
     /// No whole answer in time.
     Timeout(Duration),
+    /// The answer's body is longer than this many bytes; the rest was not read.
+    TooLarge(usize),
 }
 
 impl TransportError {
@@ -191,13 +200,71 @@ impl fmt::Display for TransportError {
             TransportError::Connect(e) => write!(f, "cannot connect: {e}"),
             TransportError::Exchange(e) => write!(f, "{e}"),
             TransportError::Timeout(t) => write!(f, "no answer within {} s", t.as_secs_f64()),
+            TransportError::TooLarge(limit) => {
+                write!(
+                    f,
+                    "an answer longer than {} MiB; gave up reading it",
+                    limit >> 20
+                )
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Endpoint;
+    use std::time::Duration;
+
+    use hyper::Method;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Endpoint, MAX_REPLY_BYTES, TransportError};
+
+    /// A server that answers with a body that never ends: the client stops
+    /// at the bound and says so, instead of reading it all.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0usize;
+            // Twice the bound at most, so that a client without one ends too.
+            while sent <= 2 * MAX_REPLY_BYTES {
+                let frame = format!("{:x}\r\n", chunk.len());
+                if stream.write_all(frame.as_bytes()).await.is_err()
+                    || stream.write_all(&chunk).await.is_err()
+                    || stream.write_all(b"\r\n").await.is_err()
+                {
+                    return sent;
+                }
+                sent += chunk.len();
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+            sent
+        });
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let reply = endpoint
+            .request(
+                Method::GET,
+                "/fleet/v1/units",
+                None,
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(
+            matches!(reply, Err(TransportError::TooLarge(MAX_REPLY_BYTES))),
+            "{:?}",
+            reply.map(|reply| reply.body.len())
+        );
+        let sent = server.await.unwrap();
+        assert!(sent < 2 * MAX_REPLY_BYTES, "the client read {sent} bytes");
+    }
 
     fn check(text: &str, expected: Result<&str, &str>) {
         let got = Endpoint::parse(text).map(|e| e.to_string());

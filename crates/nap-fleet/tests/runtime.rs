@@ -307,15 +307,26 @@ async fn failures_say_where_to_look() {
         unhealthy.reason
     );
 
-    // A fourth instance of the release finds no machine: it is refused and
-    // nothing of it is left behind.
+    // A fourth instance of the release finds no machine: it is refused at
+    // once, with the numbers, before anything is submitted.
+    let submitted = cluster.fake.requests().len();
     let error = runtime
         .start(spec("api", "v4", 4))
         .await
         .expect_err("no machine")
         .to_string();
-    assert!(error.contains("Conflicts=api@v4-*.service"), "{error}");
-    assert!(error.contains("3 machine(s)"), "{error}");
+    assert_eq!(
+        error,
+        "api@4 v4 cannot be placed: the instances of a release run one per machine \
+         (Conflicts=api@v4-*.service), so 4 of them need 4 machines, and fleet has 3; \
+         scale api to at most 3, or add machines"
+    );
+    assert!(
+        !cluster.fake.requests()[submitted..]
+            .iter()
+            .any(|r| r.method == "PUT"),
+        "nothing was submitted"
+    );
     let names = cluster.fake.unit_names();
     assert!(!names.iter().any(|n| n.contains("@v4-4-")), "{names:?}");
 
@@ -512,4 +523,38 @@ async fn bad_specs_and_settings_are_refused() {
     )
     .expect("ok");
     assert_eq!(fine.name(), "fleet");
+}
+
+#[tokio::test]
+async fn the_templates_go_with_the_last_instance_of_an_app() {
+    let cluster = Cluster::start(true).await;
+    let runtime = cluster.runtime();
+    let templates = ["tpl@.service", "tpl_discovery@.service"];
+    let present = || {
+        let names = cluster.fake.unit_names();
+        templates
+            .iter()
+            .filter(|t| names.iter().any(|n| n == *t))
+            .count()
+    };
+    let started = start_all(&runtime, "tpl", "v1", &[1, 2]).await;
+    // Another app's templates are not this one's to remove.
+    let other = start_all(&runtime, "other", "v1", &[1]).await;
+    assert_eq!(present(), 2);
+    runtime.stop(&started[1].id).await.expect("stopped");
+    assert_eq!(present(), 2, "an instance is left: the templates stay");
+    runtime.stop(&started[0].id).await.expect("stopped");
+    let names = cluster.fake.unit_names();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("tpl@") || n.starts_with("tpl_discovery@")),
+        "nothing of the app is left in fleet: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "other@.service"), "{names:?}");
+    // A later start submits them again.
+    let again = start_all(&runtime, "tpl", "v2", &[1]).await;
+    assert_eq!(present(), 2);
+    runtime.stop(&again[0].id).await.expect("stopped");
+    runtime.stop(&other[0].id).await.expect("stopped");
 }

@@ -2,4 +2,5 @@
 
 mod memory;
 mod parse;
+mod properties;
 mod replace;

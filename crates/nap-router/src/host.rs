@@ -143,3 +143,75 @@ mod tests {
         check("web.localhost", "", None);
     }
 }
+
+/// Properties over generated `Host` values: every request's header is the
+/// client's to choose.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Cases per property: modest, so that CI stays quick.
+    const CASES: u32 = 512;
+
+    fn domain() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("localhost".to_owned()),
+            "[a-zA-Z0-9-]{1,10}(\\.[a-zA-Z0-9-]{1,10}){0,2}\\.?",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        /// Whatever the header, the answer is no app or a label that is
+        /// exactly the host's first label under the domain.
+        #[test]
+        fn any_host_names_no_app_or_exactly_one_label(host in any::<String>(), domain in domain()) {
+            let domain = normalise_domain(&domain);
+            if let Some(app) = app_name(&host, &domain) {
+                prop_assert!((1..=63).contains(&app.len()), "{app:?}");
+                prop_assert!(
+                    app.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                    "{app:?}"
+                );
+                let lower = host.to_ascii_lowercase();
+                prop_assert!(lower.starts_with(app.as_ref()), "{host:?} gave {app:?}");
+                if !domain.is_empty() {
+                    prop_assert!(lower.contains(&format!("{app}.{domain}")), "{host:?} gave {app:?}");
+                }
+            }
+        }
+
+        /// Hosts built from a label, the domain in any case, a trailing dot
+        /// and a port name the label; anything appended to the label's
+        /// place (a second label, a bad port) names none.
+        #[test]
+        fn built_hosts_name_their_label(
+            label in "[a-zA-Z0-9-]{1,63}",
+            domain in "[a-z0-9-]{1,10}(\\.[a-z0-9-]{1,10}){0,2}",
+            upper in any::<bool>(),
+            dot in any::<bool>(),
+            port in prop::option::of(0u32..100_000),
+            junk in "[^a-zA-Z0-9-]",
+        ) {
+            let shown_domain = if upper { domain.to_ascii_uppercase() } else { domain.clone() };
+            let mut host = format!("{label}.{shown_domain}");
+            if dot {
+                host.push('.');
+            }
+            if let Some(port) = port {
+                host.push_str(&format!(":{port}"));
+            }
+            let expected = label.to_ascii_lowercase();
+            let named = app_name(&host, &domain).map(|app| app.into_owned());
+            prop_assert_eq!(named, Some(expected));
+            let nested = format!("x.{host}");
+            prop_assert_eq!(app_name(&nested, &domain), None);
+            let spoiled = format!("{label}{junk}.{domain}");
+            prop_assert_eq!(app_name(&spoiled, &domain), None, "{}", spoiled);
+        }
+    }
+}

@@ -383,9 +383,18 @@ async fn serve_http2<Stream>(
         // Shared by the connection's streams, which run as tasks of their own.
         let routes = Arc::new(std::sync::Mutex::new(routes));
         service_fn(move |request| {
-            let (shared, client, tunnel, routes) =
-                (shared.clone(), client.clone(), tunnel.clone(), routes.clone());
-            async move { shared.proxy.handle(request, &routes, &client, &tunnel).await }
+            let (shared, client, tunnel, routes) = (
+                shared.clone(),
+                client.clone(),
+                tunnel.clone(),
+                routes.clone(),
+            );
+            async move {
+                shared
+                    .proxy
+                    .handle(request, &routes, &client, &tunnel)
+                    .await
+            }
         })
     };
     let mut serving = pin!(shared.http2.serve_connection(stream, service));

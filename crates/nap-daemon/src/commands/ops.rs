@@ -134,19 +134,27 @@ pub async fn ps(call: Call<'_, '_>) -> u32 {
         out.json(&rows).await;
         return 0;
     }
+    // Instances on other machines have no pid here; where they run is
+    // their machine, which the runtime gives as the location.
+    let local = daemon.runtime.name() == "local";
+    let (place, width) = if local { ("PID", 8) } else { ("MACHINE", 28) };
     out.line(&format!(
-        "{:<28} {:<8} {:<9} {:<6} {:<8} {:<8} {:<8} {}",
-        "INSTANCE", "RELEASE", "STATE", "PORT", "PID", "UPTIME", "RESTARTS", "MEMORY"
+        "{:<28} {:<8} {:<9} {:<6} {place:<width$} {:<8} {:<8} {}",
+        "INSTANCE", "RELEASE", "STATE", "PORT", "UPTIME", "RESTARTS", "MEMORY"
     ))
     .await;
     for i in &instances {
+        let place = if local {
+            i.pid.map_or("-".into(), |p| p.to_string())
+        } else {
+            i.location.clone()
+        };
         out.line(&format!(
-            "{:<28} {:<8} {:<9} {:<6} {:<8} {:<8} {:<8} {}",
+            "{:<28} {:<8} {:<9} {:<6} {place:<width$} {:<8} {:<8} {}",
             format!("{}@{}", i.id.app, i.id.index),
             i.id.release,
             i.state.to_string(),
             i.address.port(),
-            i.pid.map_or("-".into(), |p| p.to_string()),
             human_duration(uptime(i.started_at)),
             i.restarts,
             memory_column(i)

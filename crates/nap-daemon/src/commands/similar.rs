@@ -9,6 +9,7 @@ use nap_core::{AppName, Caller};
 use super::{Call, fail};
 use crate::deploy::Source;
 use crate::git_exec::FetchSource;
+use crate::remote_check::Checked;
 use crate::repo::{RepoError, blocking};
 use crate::{Daemon, Out};
 
@@ -155,48 +156,6 @@ fn parse_deploy<'a>(args: &[&'a str]) -> Option<(&'a str, &'a str, &'a str)> {
     }
 }
 
-/// The transports a URL may use. Local ones read the server's own disk, so
-/// only admins get them; git's `ext::` and friends run commands and are never
-/// allowed.
-fn check_url(url: &str, admin: bool) -> Result<&'static str, String> {
-    let refuse = |why: &str| Err(format!("URL '{}': {why}", redact(url).escape_debug()));
-    if url.is_empty() || url.starts_with('-') || url.chars().any(|c| c.is_control() || c == ' ') {
-        return refuse("expected a git URL like https://host/repo.git");
-    }
-    let local = url.starts_with("file://") || url.starts_with('/') || url.starts_with('.');
-    if local {
-        return if admin {
-            Ok("file")
-        } else {
-            refuse("local paths and file:// URLs are for admins only")
-        };
-    }
-    let (scheme, rest) = match url.split_once("://") {
-        Some(("https", rest)) => ("https", rest),
-        Some(("http", rest)) => ("http", rest),
-        Some(("git", rest)) => ("git", rest),
-        Some(("ssh", rest)) => ("ssh", rest),
-        Some(_) => return refuse("expected https://, http://, git:// or ssh://"),
-        // scp-like `user@host:path`, never `transport::address`.
-        None if url.contains(':') && !url.contains("::") => ("ssh", url),
-        None => return refuse("expected https://, http://, git:// or ssh://"),
-    };
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    let host = host
-        .rsplit('@')
-        .next()
-        .unwrap_or(host)
-        .trim_start_matches('[');
-    let loopback = host == "localhost"
-        || host.starts_with("127.")
-        || host == "0.0.0.0"
-        || host.starts_with("::1");
-    if loopback && !admin {
-        return refuse("fetching from this machine is for admins only");
-    }
-    Ok(scheme)
-}
-
 /// The URL without a password, for output and logs.
 fn redact(url: &str) -> String {
     match url.split_once("://") {
@@ -239,9 +198,10 @@ pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
     if let Err(e) = AppName::parse(name) {
         return fail(out, e).await;
     }
-    let scheme = match check_url(url, caller.admin) {
-        Ok(scheme) => scheme,
-        Err(message) => return fail(out, message).await,
+    // Before anything is made: what the URL may reach, for this caller.
+    let checked = match crate::remote_check::check(url, &redact(url), caller.admin).await {
+        Ok(checked) => checked,
+        Err(refused) => return fail(out, refused).await,
     };
     if let Err(message) = check_ref(reference) {
         return fail(out, message).await;
@@ -250,7 +210,7 @@ pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
         Ok(created) => created,
         Err(e) => return fail(out, e).await,
     };
-    let status = fetch_and_deploy(daemon, caller, &app, url, scheme, reference, out).await;
+    let status = fetch_and_deploy(daemon, caller, &app, url, &checked, reference, out).await;
     if status != 0 {
         daemon.remove_app(&app).await;
         out.err(&format!(" !     {app} was not created")).await;
@@ -263,7 +223,7 @@ async fn fetch_and_deploy(
     caller: &Caller,
     app: &AppName,
     url: &str,
-    scheme: &str,
+    checked: &Checked,
     reference: &str,
     out: &mut Out<'_>,
 ) -> u32 {
@@ -279,7 +239,7 @@ async fn fetch_and_deploy(
         &FetchSource {
             url,
             shown: &redact(url),
-            scheme,
+            checked,
             reference,
         },
     )
@@ -328,27 +288,6 @@ mod tests {
         assert_eq!(parse_clone(&["web", "--command"]), None);
         assert_eq!(parse_clone(&["web"]), None);
         assert_eq!(parse_clone(&["a", "b", "c", "--command", "x"]), None);
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(check_url("https://example.com/r.git", false), Ok("https"));
-        assert_eq!(check_url("git@example.com:r.git", false), Ok("ssh"));
-        assert_eq!(check_url("file:///srv/r.git", true), Ok("file"));
-        for bad in [
-            "file:///etc",
-            "/srv/r.git",
-            "ext::sh -c id",
-            "fd::3",
-            "-uhttps://x",
-            "ftp://x/r",
-            "http://127.0.0.1/r",
-            "https://localhost/r",
-            "",
-        ] {
-            assert!(check_url(bad, false).is_err(), "{bad}");
-        }
-        assert!(check_url("ext::sh", true).is_err());
     }
 
     #[test]

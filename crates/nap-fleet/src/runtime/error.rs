@@ -41,6 +41,27 @@ pub enum FleetStartError {
         /// The unit.
         unit: String,
     },
+    /// The release has as many instances as fleet has machines already:
+    /// its instances conflict, one per machine, so this one has nowhere to go.
+    #[error(
+        "{app}@{index} {release} cannot be placed: the instances of a release run one per machine \
+         (Conflicts={app}@{set}-*.service), so {wanted} of them need {wanted} machines, and fleet has {machines}; \
+         scale {app} to at most {machines}, or add machines"
+    )]
+    NoRoom {
+        /// The app.
+        app: String,
+        /// The instance number.
+        index: u32,
+        /// The release.
+        release: String,
+        /// The set (release and generation) the instance would join.
+        set: String,
+        /// Instances of the set with this one.
+        wanted: usize,
+        /// Machines in the cluster.
+        machines: usize,
+    },
     /// fleet did not place the unit in time.
     #[error(
         "fleet placed {unit} on no machine within {seconds} s: each of the {machines} machine(s) runs another instance of \

@@ -204,6 +204,31 @@ impl FleetRuntime {
             } else {
                 newest
             };
+        // The set's members conflict with each other (one per machine): a
+        // member beyond the machine count would wait for fleet's schedule
+        // timeout to say what is known now.
+        let wanted = same_release()
+            .filter(|(n, _)| n.generation == generation)
+            .count()
+            + 1;
+        let machines = self.fleet.machines().await?.len();
+        if wanted > machines {
+            return Err(FleetStartError::NoRoom {
+                app: spec.app.clone(),
+                index: spec.index,
+                release: spec.release.clone(),
+                set: InstanceName {
+                    app: spec.app.clone(),
+                    release: spec.release.clone(),
+                    generation,
+                    index: spec.index,
+                    port: 0,
+                }
+                .set(),
+                wanted,
+                machines,
+            });
+        }
         let taken: HashSet<u16> = ours.iter().map(|(n, _)| n.port).collect();
         let port = self.reserve_port(&taken)?;
         let name = InstanceName {
@@ -409,6 +434,39 @@ impl FleetRuntime {
         guard(&self.known).remove(&name.unit());
     }
 
+    /// Removes the app's templates once no instance of it is left in fleet
+    /// (the app is destroyed or scaled to nothing): fleet keeps what it is
+    /// not told to drop. Under the app's lock, so that no start submits
+    /// between the look and the removal; a later start submits them again.
+    async fn remove_templates_if_unused(&self, app: &str) {
+        let lock = self.app_lock(app);
+        let _held = lock.lock().await;
+        let units = match self.fleet.units().await {
+            Ok(units) => units,
+            Err(e) => {
+                tracing::warn!(app, error = %e, "cannot list fleet units; the app's templates stay");
+                return;
+            }
+        };
+        let in_use = units
+            .iter()
+            .filter_map(|u| InstanceName::parse_unit(&u.name))
+            .any(|n| n.app == app);
+        if in_use {
+            return;
+        }
+        for template in [
+            crate::unit::instance_template(app),
+            crate::unit::discovery_template(app),
+        ] {
+            if units.iter().any(|u| u.name == template)
+                && let Err(e) = self.fleet.destroy_unit(&template).await
+            {
+                tracing::warn!(%template, error = %e, "cannot remove an unused template");
+            }
+        }
+    }
+
     async fn stop_instance(&self, id: &InstanceId) -> Result<(), FleetStopError> {
         let Some(name) = InstanceName::parse_unit(&id.key) else {
             return Err(FleetStopError::NotOurs {
@@ -427,6 +485,7 @@ impl FleetRuntime {
         }
         guard(&self.ports).reserved.remove(&name.port);
         guard(&self.known).remove(&name.unit());
+        self.remove_templates_if_unused(&name.app).await;
         // Out of the router's view before the wait for the machine.
         self.discovery.refresh().await;
         let deadline = Instant::now() + self.options.stop_timeout;

@@ -83,10 +83,16 @@ impl Drop for Server {
 fn answer(stream: TcpStream, serve: &Serve, first_bytes: &std::sync::Mutex<Vec<u8>>) {
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
     if let Serve::Count = serve {
+        // git writes a pkt-line's length and its payload apart: read until
+        // the greeting is whole (32 bytes cover both kinds), EOF or timeout.
         let mut buffer = [0u8; 256];
         let mut stream = stream;
-        if let Ok(n) = stream.read(&mut buffer) {
-            first_bytes.lock().unwrap().extend_from_slice(&buffer[..n]);
+        while let Ok(n) = stream.read(&mut buffer) {
+            let mut seen = first_bytes.lock().unwrap();
+            seen.extend_from_slice(&buffer[..n]);
+            if n == 0 || seen.len() >= 32 {
+                break;
+            }
         }
         return;
     }

@@ -19,10 +19,11 @@ use crate::harness::{Nap, User, server_profile, text};
 /// A test app whose start and stop wait while the test holds them. Each instance
 /// touches GATES/starting-RELEASE-INDEX, then waits while GATES/hold-start exists; on
 /// SIGTERM it touches GATES/stopping-RELEASE-INDEX and waits while GATES/hold-stop
-/// exists.
+/// exists. GATES is the app's `$NAP_STORAGE`, the one directory that both the sandboxed
+/// app and the test (as DATA/storage/APP) see.
 const GATED_PY: &str = r#"
 import http.server, os, pathlib, signal, sys, time
-gates = pathlib.Path(sys.argv[1])
+gates = pathlib.Path(os.environ["NAP_STORAGE"])
 me = f"{os.environ['NAP_RELEASE']}-{os.environ['NAP_INSTANCE']}"
 def wait_while(name):
     while (gates / name).exists():
@@ -140,19 +141,74 @@ fn wait_for_file(path: &Path) {
     }
 }
 
-/// The pids of every process whose working directory is below `dir`.
-fn processes_below(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
+/// A config file giving the daemon uids of its own for its apps, so that the processes
+/// of this test's apps are told apart from those of tests running beside it.
+fn config_with_own_uids(dir: &Path, extra: &str) -> (PathBuf, std::ops::RangeInclusive<u32>) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let first = 400_000 + (std::process::id() % 5_000) * 200 + slot * 20;
+    let uids = first..=first + 19;
+    let config = dir.join("nap.yaml");
+    std::fs::write(
+        &config,
+        format!("app_uid_range: {}-{}\n{extra}", uids.start(), uids.end()),
+    )
+    .expect("config");
+    (config, uids)
+}
+
+/// One line of /proc/PID/status, e.g. `Uid:` or `PPid:`, its first number.
+fn status_number(pid: u32, key: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// The processes of the daemon's apps: those running as one of the apps' `uids`
+/// (sandboxed, as root) or with a working directory below `data` (unsandboxed). Returns,
+/// for each recorded pid, whether any of them descends from it, and those that descend
+/// from none (orphans).
+fn app_processes(
+    data: &Path,
+    uids: &std::ops::RangeInclusive<u32>,
+    recorded: &[u32],
+) -> (Vec<u32>, Vec<u32>) {
+    let mut reached = Vec::new();
+    let mut orphans = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
-            pids.push(pid);
+        let of_an_app = status_number(pid, "Uid:").is_some_and(|uid| uids.contains(&uid))
+            || std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(data));
+        if !of_an_app {
+            continue;
+        }
+        let mut ancestor = pid;
+        loop {
+            if recorded.contains(&ancestor) {
+                reached.push(ancestor);
+                break;
+            }
+            match status_number(ancestor, "PPid:") {
+                Some(parent) if parent > 1 => ancestor = parent,
+                // Gone meanwhile, or reparented to init: nobody recorded owns it.
+                _ => {
+                    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        orphans.push(pid);
+                    }
+                    break;
+                }
+            }
         }
     }
-    pids.sort();
-    pids
+    reached.sort();
+    reached.dedup();
+    (reached, orphans)
 }
 
 /// `(release, last_release)` of the app's record.
@@ -191,7 +247,12 @@ fn release_commit(nap: &Nap, app: &str, number: u64) -> String {
 /// The consistency every fault must leave: the running release is the branch's commit,
 /// `scale` instances of it run, and no process runs that `ps` does not know. Returns the
 /// running release's number.
-fn assert_consistent(nap: &Nap, app: &str, scale: usize) -> u64 {
+fn assert_consistent(
+    nap: &Nap,
+    uids: &std::ops::RangeInclusive<u32>,
+    app: &str,
+    scale: usize,
+) -> u64 {
     let (release, last) = record(nap, app);
     let release = release.expect("the app has a running release");
     assert!(
@@ -213,28 +274,31 @@ fn assert_consistent(nap: &Nap, app: &str, scale: usize) -> u64 {
     );
     let mut recorded: Vec<u32> = instances.iter().filter_map(|i| i.pid).collect();
     recorded.sort();
+    let (reached, orphans) = app_processes(&nap.data, uids, &recorded);
     assert_eq!(
-        processes_below(&nap.data),
-        recorded,
-        "processes below the data directory that are not the recorded instances {instances:?}"
+        orphans,
+        Vec::<u32>::new(),
+        "processes of the apps that no recorded instance owns {instances:?}"
+    );
+    assert_eq!(
+        reached, recorded,
+        "recorded instances without a running process {instances:?}"
     );
     release
 }
 
 fn kill_the_pusher(point: Point) {
     let config_dir = tempfile::tempdir().expect("temp dir");
-    let config = config_dir.path().join("nap.yaml");
     // A held instance listens nowhere; it must not count as a worker before the test
     // lets it go.
-    std::fs::write(&config, "boot_timeout_secs: 60\n").expect("config");
+    let (config, uids) = config_with_own_uids(config_dir.path(), "boot_timeout_secs: 60\n");
     let nap = Nap::start_with(&["--config", config.to_str().expect("utf-8")]);
-    let gates: PathBuf = nap.dir.path().join("gates");
-    std::fs::create_dir(&gates).expect("gates");
+    let gates: PathBuf = nap.data.join("storage/web");
     let alice = nap.user("alice", "ed25519", false);
-    let profile = format!("command: python3 gated.py {}\nscale: 2\n", gates.display());
-    let repo = alice.repo("web", &[("gated.py", GATED_PY), ("profile", &profile)]);
+    let profile = "command: python3 gated.py\nscale: 2\n";
+    let repo = alice.repo("web", &[("gated.py", GATED_PY), ("profile", profile)]);
     alice.deploy(&repo, "web");
-    assert_eq!(assert_consistent(&nap, "web", 2), 1);
+    assert_eq!(assert_consistent(&nap, &uids, "web", 2), 1);
     let first_commit = branch_commit(&nap, "web");
 
     alice.commit(&repo, &[("version", "2")], "second");
@@ -286,7 +350,7 @@ fn kill_the_pusher(point: Point) {
     // The first push said it once; this is the killed one's.
     nap.wait_for_log("the push of web is over", 2);
 
-    let running = assert_consistent(&nap, "web", 2);
+    let running = assert_consistent(&nap, &uids, "web", 2);
     if point == Point::BeforeGit {
         // The pusher left before git ran: nothing was pushed.
         assert_eq!(running, 1);
@@ -301,7 +365,7 @@ fn kill_the_pusher(point: Point) {
     let taken = record(&nap, "web").1;
     alice.commit(&repo, &[("version", "3")], "third");
     let output = alice.deploy(&repo, "web");
-    let next = assert_consistent(&nap, "web", 2);
+    let next = assert_consistent(&nap, &uids, "web", 2);
     assert_eq!(next, taken + 1, "{output}");
 }
 
@@ -429,14 +493,16 @@ fn a_push_over_the_size_limits_is_refused_with_both_numbers_and_changes_nothing(
 
 #[test]
 fn a_deploy_whose_ref_git_refuses_to_move_is_undone() {
-    let nap = Nap::start();
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let (config, uids) = config_with_own_uids(config_dir.path(), "");
+    let nap = Nap::start_with(&["--config", config.to_str().expect("utf-8")]);
     let alice = nap.user("alice", "ed25519", false);
     let repo = alice.app_repo("web", &server_profile(""));
     alice.deploy(&repo, "web");
     let first = text(&alice.git(&repo, &["rev-parse", "HEAD"])).0;
     alice.commit(&repo, &[("version", "2")], "second");
     alice.deploy(&repo, "web");
-    assert_eq!(assert_consistent(&nap, "web", 1), 2);
+    assert_eq!(assert_consistent(&nap, &uids, "web", 1), 2);
     // git checks fast-forwards after the pre-receive hook: the deploy succeeds, then
     // git refuses to move the branch.
     let config = Command::new("git")
@@ -459,7 +525,7 @@ fn a_deploy_whose_ref_git_refuses_to_move_is_undone() {
     assert!(stderr.contains("undoing web v3"), "{stderr}");
     nap.wait_for_log("the push of web is over", 3);
     // v2 runs again, master still points at it, and v3's number stays taken.
-    assert_eq!(assert_consistent(&nap, "web", 1), 2, "{stderr}");
+    assert_eq!(assert_consistent(&nap, &uids, "web", 1), 2, "{stderr}");
     assert_eq!(record(&nap, "web").1, 3);
     assert!(!nap.data.join("apps/web/releases/v3.json").exists());
 }

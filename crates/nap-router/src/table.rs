@@ -312,7 +312,12 @@ mod tests {
         let mut routes: Routes = [("web", vec![addr(1)])].into_iter().collect();
         routes.insert_host("www.example.com", "web", true);
         routes.insert_host("old.example.com", "gone", false);
-        let table = Table::build(&routes, &Table::default(), &Turns::default());
+        let table = Table::build(
+            &routes,
+            &Table::default(),
+            &Turns::default(),
+            &Traffic::new(),
+        );
         let (custom, app) = table.host("www.example.com").expect("the host");
         assert!(custom.https_redirect);
         assert_eq!(app.instances[0].addr, addr(1));

@@ -145,6 +145,8 @@ fn serve(data: Option<PathBuf>, flags: ServeFlags) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; a log file or the journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let settings = settings(data, flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

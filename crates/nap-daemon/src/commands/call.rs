@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nap_core::{AccessError, Action, AppName, Caller};
+use nap_core::{AccessError, Action, AppName, Caller, HostName};
 use nap_store::{AppRecord, ReleaseRecord};
 use tokio::io::AsyncRead;
 
@@ -147,6 +147,47 @@ impl Command {
         match daemon.apps.existing(caller, name, action) {
             Ok(found) => Ok(found),
             Err(e) => Err(fail(out, e).await),
+        }
+    }
+
+    /// The arguments of a command called `APP [--json]`: the app, checked as [`Command::app`]
+    /// checks it, and whether the caller asked for JSON. The flag may stand before or after
+    /// the name, so that scripts need not remember which. Prints the usage or the refusal
+    /// and returns the status to exit with otherwise.
+    pub async fn app_and_json_flag(
+        &self,
+        daemon: &Daemon,
+        caller: &Caller,
+        args: &[&str],
+        out: &mut Out<'_>,
+    ) -> Result<(AppName, AppRecord, bool), u32> {
+        let (name, json) = match args {
+            [name] => (*name, false),
+            [name, "--json"] | ["--json", name] => (*name, true),
+            _ => return Err(self.usage(out).await),
+        };
+        let (app, record) = self.app(daemon, caller, name, out).await?;
+        Ok((app, record, json))
+    }
+
+    /// The arguments of a command called `APP HOST`: the app, checked as [`Command::app`]
+    /// checks it, and the host, which must be a valid DNS name. The app is checked first, so
+    /// that who may not see the app learns nothing from how its host is judged. Prints the
+    /// usage or the refusal and returns the status to exit with otherwise.
+    pub async fn app_and_host(
+        &self,
+        daemon: &Daemon,
+        caller: &Caller,
+        args: &[&str],
+        out: &mut Out<'_>,
+    ) -> Result<(AppName, HostName), u32> {
+        let [name, host] = args else {
+            return Err(self.usage(out).await);
+        };
+        let (app, _) = self.app(daemon, caller, name, out).await?;
+        match HostName::parse(host) {
+            Ok(host) => Ok((app, host)),
+            Err(error) => Err(fail(out, error).await),
         }
     }
 

@@ -68,12 +68,7 @@ fn host_cert(daemon: &Daemon, host: &HostName) -> HostCert {
 
 pub async fn list(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let (name, json) = match args {
-        [name] => (*name, false),
-        [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return command.usage(out).await,
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, _, json) = match command.app_and_json_flag(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -185,16 +180,9 @@ pub async fn add(call: Call<'_, '_>) -> u32 {
 
 pub async fn remove(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let [name, host] = args else {
-        return command.usage(out).await;
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, host) = match command.app_and_host(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
-    };
-    let host = match HostName::parse(host) {
-        Ok(host) => host,
-        Err(error) => return fail(out, error).await,
     };
     if daemon.domains.app_of(&host).as_deref() != Some(app.as_str()) {
         return fail(out, format!("{host} is not a domain of {app}")).await;

@@ -21,11 +21,10 @@ struct DomainsJson {
     https_redirect: bool,
 }
 
-/// `HOST` as a custom domain: a valid DNS name that is not the daemon's own
-/// domain nor below it (those are `APP.<domain>`, and taking one would take
-/// the name of an app that does not exist yet).
-fn custom_host(daemon: &Daemon, text: &str) -> Result<HostName, String> {
-    let host = HostName::parse(text).map_err(|e| e.to_string())?;
+/// `host` as a custom domain: one that is not the daemon's own domain nor
+/// below it (those are `APP.<domain>`, and taking one would take the name of
+/// an app that does not exist yet).
+fn custom_host(daemon: &Daemon, host: HostName) -> Result<HostName, String> {
     let domain = daemon.settings.domain.as_str();
     let below = host
         .as_str()
@@ -55,12 +54,7 @@ fn refusal(caller: &Caller, error: DomainError) -> String {
 
 pub async fn list(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let (name, json) = match args {
-        [name] => (*name, false),
-        [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return command.usage(out).await,
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, _, json) = match command.app_and_json_flag(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -89,10 +83,7 @@ pub async fn list(call: Call<'_, '_>) -> u32 {
 
 pub async fn add(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let [name, host] = args else {
-        return command.usage(out).await;
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, host) = match command.app_and_host(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };
@@ -130,16 +121,9 @@ pub async fn add(call: Call<'_, '_>) -> u32 {
 
 pub async fn remove(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let [name, host] = args else {
-        return command.usage(out).await;
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, host) = match command.app_and_host(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
-    };
-    let host = match HostName::parse(host) {
-        Ok(host) => host,
-        Err(error) => return fail(out, error).await,
     };
     if let Err(error) = daemon.domains.remove(&app, &host) {
         return fail(out, refusal(caller, error)).await;

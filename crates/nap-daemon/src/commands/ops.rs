@@ -103,12 +103,7 @@ pub async fn apps(call: Call<'_, '_>) -> u32 {
 
 pub async fn ps(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let (name, json) = match args {
-        [name] => (*name, false),
-        [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return command.usage(out).await,
-    };
-    let (app, _) = match command.app(daemon, caller, name, out).await {
+    let (app, _, json) = match command.app_and_json_flag(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };

@@ -7,12 +7,7 @@ use crate::deploy::Source;
 
 pub async fn releases(call: Call<'_, '_>) -> u32 {
     let (daemon, caller, args, out, command) = call.parts();
-    let (name, json) = match args {
-        [name] => (*name, false),
-        [name, "--json"] | ["--json", name] => (*name, true),
-        _ => return command.usage(out).await,
-    };
-    let (app, record) = match command.app(daemon, caller, name, out).await {
+    let (app, record, json) = match command.app_and_json_flag(daemon, caller, args, out).await {
         Ok(found) => found,
         Err(status) => return status,
     };

@@ -18,6 +18,7 @@ mod https;
 mod isolation;
 mod operate;
 mod properties;
+mod run;
 mod serve;
 mod similar;
 mod ssh_front_door;

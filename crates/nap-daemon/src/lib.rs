@@ -84,6 +84,8 @@ pub struct Settings {
     pub boot_timeout: Duration,
     /// How long a deploy waits for another deploy of the same app.
     pub deploy_lock_timeout: Duration,
+    /// How long a one-off `run` may take before it is killed.
+    pub run_timeout: Duration,
     /// Most files a pushed tree may have; a push over it is refused.
     pub max_files: usize,
     /// Most bytes a pushed tree's files may add up to; a push over it is refused.
@@ -173,6 +175,8 @@ pub struct Daemon {
     tls: tls::Tls,
     pushes: hook::Pushes,
     runtime: Arc<dyn nap_runtime::Runtime>,
+    /// The local supervisor (also inside `runtime`), for one-off `run`s; `None` with fleet.
+    local: Option<nap_supervisor::Supervisor>,
     tokens: tokens::TokenBook,
     /// Signs release tarball tokens (`DATA/secret`).
     secret: String,
@@ -211,7 +215,9 @@ impl Daemon {
         let tls = tls::Tls::open(&data.certs(), &settings.acme)?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
         let pending = Arc::new(fleet::PendingReleases::default());
-        let (runtime, confinement): (Arc<dyn nap_runtime::Runtime>, _) = match &settings.fleet {
+        let (runtime, local, confinement): (Arc<dyn nap_runtime::Runtime>, _, _) = match &settings
+            .fleet
+        {
             None => {
                 let mut config =
                     nap_supervisor::Config::new(settings.ports.clone(), data.logs(), data.run());
@@ -239,7 +245,8 @@ impl Daemon {
                 };
                 let supervisor = nap_supervisor::Supervisor::new(config).await?;
                 (
-                    Arc::new(nap_supervisor::Local::new(supervisor)),
+                    Arc::new(nap_supervisor::Local::new(supervisor.clone())),
+                    Some(supervisor),
                     confinement,
                 )
             }
@@ -265,7 +272,7 @@ impl Daemon {
                 };
                 let runtime =
                     nap_fleet::FleetRuntime::new(config, options).map_err(ServeError::Fleet)?;
-                (Arc::new(runtime), isolation::Confinement::Cluster)
+                (Arc::new(runtime), None, isolation::Confinement::Cluster)
             }
         };
         let app_uids = match confinement {
@@ -294,6 +301,7 @@ impl Daemon {
             pending,
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
+            local,
             app_locks: app_lock::AppLocks::default(),
             operations: operation::Operations::default(),
             routing,

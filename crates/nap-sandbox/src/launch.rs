@@ -25,8 +25,9 @@
 //! - `/etc/passwd` and `/etc/group` are the sandbox's own (so `getpwuid` knows the app's uid,
 //!   and the host's users stay unlisted); they come in on fds 4 and 5, from here-documents,
 //!   because they hold nothing secret.
-//! - stdin becomes `/dev/null` before bwrap starts, and bwrap closes fds 3 to 5 once it has
-//!   read them, so the app starts with nothing open but stdin, stdout and stderr.
+//! - stdin becomes `/dev/null` before bwrap starts (or, for a one-off `run` that reads its
+//!   client's input, the stdout socket: [`AppStdin`]), and bwrap closes fds 3 to 5 once it
+//!   has read them, so the app starts with nothing open but stdin, stdout and stderr.
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -99,6 +100,21 @@ pub(crate) fn base_host_paths(root_entries: &[RootEntry]) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// Where the sandboxed app's stdin comes from. The sandbox's own stdin carries bwrap's
+/// options (and ends with them), so it cannot be the app's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppStdin {
+    /// `/dev/null`: the app reads end of file at once (instances).
+    #[default]
+    Null,
+    /// The same descriptor as its stdout. Give the command a socket as stdout (one end of a
+    /// `UnixStream::pair`, say): the app writes its output to the socket and reads its input
+    /// from it, as a program started by inetd does, and shutting down the writing side of
+    /// the other end is its end of file. How a one-off `run` gets its client's input without
+    /// a fourth descriptor (which only unsafe code could hand a child).
+    FromStdout,
 }
 
 /// A sandboxed command, ready to spawn: see the module docs for how it runs.
@@ -377,6 +393,11 @@ impl Launch {
     /// The command's environment is `PATH` only and its stdin is piped; set stdout, stderr
     /// and the process group as usual, then start it with [`Launch::spawn`].
     pub fn command(&self, prelude: &str) -> Command {
+        self.command_with_stdin(prelude, AppStdin::Null)
+    }
+
+    /// [`Launch::command`], with the app's stdin taken from `stdin` (see [`AppStdin`]).
+    pub fn command_with_stdin(&self, prelude: &str, stdin: AppStdin) -> Command {
         let mut script: Vec<u8> = Vec::new();
         script.extend_from_slice(prelude.as_bytes());
         script.extend_from_slice(b"\nexec \"$0\" --args 3 --");
@@ -384,9 +405,11 @@ impl Launch {
             script.push(b' ');
             script.extend_from_slice(&single_quoted(word));
         }
-        script.extend_from_slice(
-            b" 3<&0 4<<'NAP_SANDBOX_PASSWD' 5<<'NAP_SANDBOX_GROUP' </dev/null\n",
-        );
+        script.extend_from_slice(b" 3<&0 4<<'NAP_SANDBOX_PASSWD' 5<<'NAP_SANDBOX_GROUP' ");
+        script.extend_from_slice(match stdin {
+            AppStdin::Null => b"</dev/null\n".as_slice(),
+            AppStdin::FromStdout => b"<&1\n".as_slice(),
+        });
         script.extend_from_slice(self.passwd.as_bytes());
         script.extend_from_slice(b"NAP_SANDBOX_PASSWD\n");
         script.extend_from_slice(self.group.as_bytes());

@@ -87,7 +87,7 @@ mod policy;
 mod ro_paths;
 mod sandbox;
 
-pub use launch::Launch;
+pub use launch::{AppStdin, Launch};
 pub use policy::{
     APP_DIR, APP_USER_NAME, CACHE_DIR, CACHE_VAR, DEFAULT_PATH, HOME_DIR, Identity, LaunchError,
     Policy, STORAGE_DIR, STORAGE_VAR, prepare_writable_dir,

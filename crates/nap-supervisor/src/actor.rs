@@ -354,7 +354,9 @@ impl Actor {
     fn spawn_run(&self, instance: &mut Instance, number: u64) -> Result<u32, SpawnError> {
         let mut child = run::spawn(
             &instance.spec,
-            instance.port,
+            run::RunIo::Instance {
+                port: instance.port,
+            },
             instance.cgroup.as_ref(),
             &self.config.isolation,
         )?;

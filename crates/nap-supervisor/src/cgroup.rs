@@ -61,6 +61,11 @@ pub(crate) struct Cgroup {
 }
 
 impl Cgroups {
+    /// The place that [`MemoryLimits::Enforced`] names.
+    pub(crate) fn new(version: CgroupVersion, parent: PathBuf) -> Cgroups {
+        Cgroups { version, parent }
+    }
+
     /// Finds the daemon's memory cgroup and checks that a child cgroup can be made, limited
     /// and entered.
     pub(crate) async fn detect(mode: CgroupMode) -> (Option<Cgroups>, MemoryLimits) {

@@ -53,6 +53,7 @@ mod health;
 mod local;
 mod log_reader;
 mod logs;
+mod one_off;
 mod orphans;
 mod ports;
 mod procfs;
@@ -70,6 +71,7 @@ pub use nap_runtime::StartError;
 pub use nap_runtime::{
     AppIds, HealthPolicy, Healthy, InstanceSpec, InstanceState, LocalApp, Unhealthy,
 };
+pub use one_off::{CgroupError, OneOff, OneOffCgroup, OneOffEnd, OneOffIo};
 pub use supervisor::{NewError, SpawnError, StopError, Supervisor};
 
 /// Whether the supervisor may put instances into memory cgroups.

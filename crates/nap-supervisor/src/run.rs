@@ -51,7 +51,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nap_sandbox::{Identity, Policy, Sandbox};
+use std::os::fd::OwnedFd;
+
+use nap_sandbox::{AppStdin, Identity, Policy, Sandbox};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -59,6 +61,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::cgroup::{Cgroup, JOIN_FAILED_STATUS};
 use crate::group::Group;
+use crate::one_off::OneOffCgroup;
 use crate::supervisor::SpawnError;
 use crate::{InstanceSpec, Isolation};
 
@@ -85,11 +88,6 @@ fn unsandboxed_wrapper() -> String {
 
 /// The wrapper inside the sandbox; the sandbox's outer shell has joined the cgroup.
 const SANDBOXED_WRAPPER: &str = "trap 'exit 143' TERM\neval \"set --; $2$1\"\n";
-
-/// What the sandbox's outer shell runs before it execs bwrap: join the cgroup (`$1`).
-fn join_cgroup_prelude() -> String {
-    format!("echo $$ > \"$1/cgroup.procs\" || exit {JOIN_FAILED_STATUS}")
-}
 
 /// Words that the shell runs itself: `exec WORD` would look for a program of that name.
 const SHELL_WORDS: [&str; 45] = [
@@ -123,7 +121,10 @@ pub(crate) fn execs(command: &str) -> bool {
 /// runtime's own (`PORT`, `NAP_APP`, `NAP_INSTANCE`, `NAP_RELEASE`), which win. Names with
 /// the `NAP_` prefix are the runtime's: the spec's are dropped (the sandbox refuses the ones
 /// it sets itself, such as `NAP_STORAGE`).
-fn instance_env(spec: &InstanceSpec, port: u16) -> BTreeMap<String, String> {
+///
+/// A one-off process (`port` is `None`) gets neither `PORT` nor `NAP_INSTANCE`: it is no
+/// instance and nothing routes to it.
+fn instance_env(spec: &InstanceSpec, port: Option<u16>) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_owned(), nap_sandbox::DEFAULT_PATH.to_owned());
     env.insert("LANG".to_owned(), LANG.to_owned());
@@ -132,32 +133,55 @@ fn instance_env(spec: &InstanceSpec, port: u16) -> BTreeMap<String, String> {
             env.insert(key.clone(), value.clone());
         }
     }
-    env.insert("PORT".to_owned(), port.to_string());
+    if let Some(port) = port {
+        env.insert("PORT".to_owned(), port.to_string());
+        env.insert("NAP_INSTANCE".to_owned(), spec.index.to_string());
+    }
     env.insert("NAP_APP".to_owned(), spec.app.clone());
-    env.insert("NAP_INSTANCE".to_owned(), spec.index.to_string());
     env.insert("NAP_RELEASE".to_owned(), spec.release.clone());
     env
 }
 
-/// Starts the instance's process: the leader of a new process group, stdin from /dev/null,
-/// stdout and stderr piped, in the sandbox unless isolation is off. The app's storage
+/// Where a run's stdin comes from and its stdout goes.
+pub(crate) enum RunIo {
+    /// An instance: stdin from /dev/null, stdout piped.
+    Instance {
+        /// Its `PORT`.
+        port: u16,
+    },
+    /// A one-off process: stdin and stdout are this socket (one end of a pair; the caller
+    /// keeps the other), so that it reads its client's input and writes its output there.
+    OneOff(OwnedFd),
+}
+
+impl RunIo {
+    fn port(&self) -> Option<u16> {
+        match self {
+            RunIo::Instance { port } => Some(*port),
+            RunIo::OneOff(_) => None,
+        }
+    }
+}
+
+/// Starts the instance's process: the leader of a new process group, stdin and stdout as
+/// `stdio` says, stderr piped, in the sandbox unless isolation is off. The app's storage
 /// directory is made (or kept) and given to the app's identity first.
 pub(crate) fn spawn(
     spec: &InstanceSpec,
-    port: u16,
+    stdio: RunIo,
     cgroup: Option<&Cgroup>,
     isolation: &Isolation,
 ) -> Result<Child, SpawnError> {
     match isolation {
-        Isolation::Sandbox(sandbox) => spawn_sandboxed(sandbox, spec, port, cgroup),
-        Isolation::None => spawn_unsandboxed(spec, port, cgroup),
+        Isolation::Sandbox(sandbox) => spawn_sandboxed(sandbox, spec, stdio, cgroup),
+        Isolation::None => spawn_unsandboxed(spec, stdio, cgroup),
     }
 }
 
 fn spawn_sandboxed(
     sandbox: &Sandbox,
     spec: &InstanceSpec,
-    port: u16,
+    stdio: RunIo,
     cgroup: Option<&Cgroup>,
 ) -> Result<Child, SpawnError> {
     let identity = match (sandbox.runs_as_root(), spec.local.ids) {
@@ -178,7 +202,7 @@ fn spawn_sandboxed(
         release_writable: false,
         storage: spec.local.storage.clone(),
         cache: None,
-        env: instance_env(spec, port),
+        env: instance_env(spec, stdio.port()),
         identity,
     };
     let exec = if execs(&spec.command) { "exec " } else { "" };
@@ -199,17 +223,21 @@ fn spawn_sandboxed(
             index: spec.index,
             source,
         })?;
+    let (app_stdin, stdout) = match stdio {
+        RunIo::Instance { .. } => (AppStdin::Null, Stdio::piped()),
+        RunIo::OneOff(socket) => (AppStdin::FromStdout, Stdio::from(socket)),
+    };
     let mut command = match cgroup {
         Some(cgroup) => {
-            let mut command = launch.command(&join_cgroup_prelude());
+            let mut command = launch.command_with_stdin(OneOffCgroup::JOIN_PRELUDE, app_stdin);
             command.arg(cgroup.dir());
             command
         }
-        None => launch.command(""),
+        None => launch.command_with_stdin("", app_stdin),
     };
     command
         .current_dir("/")
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .process_group(0);
     launch
@@ -225,11 +253,23 @@ fn spawn_sandboxed(
 /// signal everything the daemon can. Only the environment is the instance's own.
 fn spawn_unsandboxed(
     spec: &InstanceSpec,
-    port: u16,
+    stdio: RunIo,
     cgroup: Option<&Cgroup>,
 ) -> Result<Child, SpawnError> {
     prepare_storage(spec, Identity::DaemonUser)?;
-    let mut env = instance_env(spec, port);
+    let spawn_error = |source| SpawnError::Spawn {
+        app: spec.app.clone(),
+        index: spec.index,
+        source,
+    };
+    let mut env = instance_env(spec, stdio.port());
+    let (stdin, stdout) = match stdio {
+        RunIo::Instance { .. } => (Stdio::null(), Stdio::piped()),
+        RunIo::OneOff(socket) => (
+            Stdio::from(socket.try_clone().map_err(spawn_error)?),
+            Stdio::from(socket),
+        ),
+    };
     env.entry("HOME".to_owned())
         .or_insert_with(|| nap_sandbox::HOME_DIR.to_owned());
     env.insert(
@@ -247,15 +287,11 @@ fn spawn_unsandboxed(
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .process_group(0);
-    command.spawn().map_err(|source| SpawnError::Spawn {
-        app: spec.app.clone(),
-        index: spec.index,
-        source,
-    })
+    command.spawn().map_err(spawn_error)
 }
 
 /// Makes the app's storage directory if it is missing and gives it to `identity` (mode
@@ -430,6 +466,17 @@ mod tests {
         assert_eq!(
             describe_exit(killed(9), false, false, None),
             "killed by SIGKILL"
+        );
+    }
+
+    /// What the sandbox's outer shell runs to join the cgroup (`$1`) fails with the status
+    /// that `describe_exit` explains.
+    #[test]
+    fn the_join_prelude_fails_with_the_status_that_is_described() {
+        assert!(
+            OneOffCgroup::JOIN_PRELUDE.ends_with(&format!("exit {JOIN_FAILED_STATUS}")),
+            "{}",
+            OneOffCgroup::JOIN_PRELUDE
         );
     }
 

@@ -11,6 +11,7 @@ use crate::actor::{Actor, Request, Snapshot};
 use crate::cgroup::{Cgroups, MemoryLimits};
 use crate::group::Group;
 use crate::health;
+use crate::one_off::OneOff;
 use crate::{Config, InstanceId, InstanceSpec, InstanceStatus, Started, logs, orphans, procfs};
 use nap_runtime::{HealthPolicy, Healthy, StartError, Unhealthy, UpAddresses};
 
@@ -115,6 +116,10 @@ pub struct Supervisor {
 #[derive(Debug)]
 struct Shared {
     logs_dir: PathBuf,
+    state_dir: PathBuf,
+    isolation: crate::Isolation,
+    /// The serial of the next one-off process.
+    next_one_off: std::sync::atomic::AtomicU64,
     memory_limits: MemoryLimits,
     up_addresses: watch::Receiver<Arc<UpAddresses>>,
 }
@@ -153,6 +158,9 @@ impl Supervisor {
         let (publish, up_addresses) = watch::channel(Arc::new(UpAddresses::new()));
         let shared = Arc::new(Shared {
             logs_dir: config.logs_dir.clone(),
+            state_dir: config.state_dir.clone(),
+            isolation: config.isolation.clone(),
+            next_one_off: std::sync::atomic::AtomicU64::new(1),
             memory_limits,
             up_addresses,
         });
@@ -256,6 +264,25 @@ impl Supervisor {
     /// Whether memory limits are enforced, and how.
     pub fn memory_limits(&self) -> &MemoryLimits {
         &self.shared.memory_limits
+    }
+
+    /// Starts a one-off process (`run APP CMD...`): `spec`'s command in the app's sandbox,
+    /// with its storage, uid and config vars, in a memory cgroup of its own limited to
+    /// `spec.memory` (when cgroups work here), without `PORT` or `NAP_INSTANCE`, and known
+    /// to nothing else of the supervisor: no log file, no restart, no route. Dropping the
+    /// [`OneOff`] kills every process of it. The index of `spec` is ignored.
+    pub fn run_one_off(&self, spec: &InstanceSpec) -> Result<OneOff, SpawnError> {
+        let serial = self
+            .shared
+            .next_one_off
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OneOff::spawn(
+            spec,
+            serial,
+            &self.shared.memory_limits,
+            &self.shared.isolation,
+            &self.shared.state_dir,
+        )
     }
 
     /// Sends a request and waits for its answer; `None` if the actor is gone.

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub health_grace_ms: Option<u64>,
     pub boot_timeout_secs: Option<u64>,
     pub deploy_lock_timeout_secs: Option<u64>,
+    /// Seconds a one-off `run` may take before it is killed.
+    pub run_timeout_secs: Option<u64>,
     /// Most files a pushed tree may have.
     pub max_files: Option<usize>,
     /// Most bytes a pushed tree's files may add up to.
@@ -362,6 +364,9 @@ pub fn settings(
         ),
         boot_timeout: Duration::from_secs(file.boot_timeout_secs.unwrap_or(10)),
         deploy_lock_timeout: Duration::from_secs(file.deploy_lock_timeout_secs.unwrap_or(600)),
+        // An hour, as a one-off dyno's session on Heroku: long enough for a console or a
+        // data migration, short enough that a forgotten one does not run for ever.
+        run_timeout: Duration::from_secs(file.run_timeout_secs.unwrap_or(3600)),
         // Generous: far above any app's source, far below what fills a disk.
         max_files: file.max_files.unwrap_or(200_000),
         max_bytes: file.max_bytes.unwrap_or(4 << 30),

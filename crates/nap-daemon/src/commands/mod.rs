@@ -17,6 +17,7 @@ mod keys;
 mod logs;
 mod ops;
 mod releases;
+mod run;
 mod similar;
 
 use std::sync::Arc;
@@ -208,6 +209,14 @@ pub const COMMANDS: &[Command] = &[
         // NEW is made for the caller; what a URL may reach is checked by the command.
         Gate::Anyone,
         |call| Box::pin(similar::deploy_from(call)),
+    ),
+    command(
+        "run",
+        "run APP CMD...",
+        "a one-off command in the app's running release (sandboxed; it ends with the client)",
+        // It runs the app's code, which may change its storage.
+        WRITE,
+        |call| Box::pin(run::run(call)),
     ),
     operation(
         "destroy",

@@ -38,7 +38,7 @@ fn memory_column(instance: &Instance) -> String {
     }
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(super) fn human_bytes(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
     } else {

@@ -206,6 +206,31 @@ fn every_process_of_a_run_dies_with_its_client() {
     });
     // The app's instance was not touched.
     assert_eq!(nap.ps("web")[0].state, "up");
+
+    // A run does not outlive its app: destroy ends it (its storage and uid are going).
+    let mut ssh = bob
+        .ssh_command(&["run", "web", "echo started; sleep 31340"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut stdout = BufReader::new(ssh.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "started\n");
+    let output = bob.ssh(&["destroy", "web", "--force"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    let status = ssh.wait().expect("ssh ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut ssh.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("run: stopped: web was destroyed"),
+        "{stderr}"
+    );
+    assert!(processes_running("sleep 31340").is_empty());
 }
 
 /// Also `isolation: none`: the run is not sandboxed, and says so.

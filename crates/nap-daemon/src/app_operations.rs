@@ -25,6 +25,9 @@ impl Daemon {
     /// Returns how many instances were stopped.
     pub(crate) async fn remove_app(&self, app: &AppName) -> usize {
         let stopped = self.stop_instances(app, |_| true).await;
+        // Its one-off runs too, before their storage goes (and again once the record is
+        // gone, for a run that read the record in between).
+        self.one_offs.end_all(app.as_str());
         // The storage goes before the record: once the record is gone the name and the
         // app's uid are free for a new app, which must find nothing of this one's.
         let storage = self.data.app_storage(app.as_str());
@@ -57,6 +60,7 @@ impl Daemon {
         if let Err(e) = removed {
             tracing::warn!(app = %app, error = %e, "removing the app's files failed");
         }
+        self.one_offs.end_all(app.as_str());
         // After the record: a host is free only once no app of that name exists.
         self.forget_domains(app);
         self.apps.announce_change();

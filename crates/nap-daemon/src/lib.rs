@@ -177,6 +177,8 @@ pub struct Daemon {
     runtime: Arc<dyn nap_runtime::Runtime>,
     /// The local supervisor (also inside `runtime`), for one-off `run`s; `None` with fleet.
     local: Option<nap_supervisor::Supervisor>,
+    /// The one-off `run`s under way, which a destroy ends.
+    one_offs: commands::OneOffs,
     tokens: tokens::TokenBook,
     /// Signs release tarball tokens (`DATA/secret`).
     secret: String,
@@ -302,6 +304,7 @@ impl Daemon {
             tokens: tokens::TokenBook::load(data.root().join("tokens.json"))?,
             runtime,
             local,
+            one_offs: commands::OneOffs::default(),
             app_locks: app_lock::AppLocks::default(),
             operations: operation::Operations::default(),
             routing,

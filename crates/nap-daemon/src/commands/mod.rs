@@ -26,6 +26,7 @@ use nap_core::{Action, Caller};
 use tokio::io::AsyncRead;
 
 pub use call::{Call, Command, Gate, USAGE, fail};
+pub(crate) use run::OneOffs;
 
 use crate::operation::{Sink, follow};
 use crate::{Daemon, Out};

@@ -15,8 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
 use super::call::{Call, NoRelease, fail};
+
 use crate::Out;
 use crate::deploy::release_name;
+pub(crate) use watch::OneOffs;
 
 /// Exit status of a run stopped at the time limit (as `timeout(1)` reports it).
 const TIMED_OUT: u32 = 124;
@@ -48,6 +50,8 @@ pub(super) async fn run(call: Call<'_, '_>) -> u32 {
     let Some(line) = command_line(words) else {
         return command.usage(out).await;
     };
+    // Before the app is looked at: a destroy that removes it after this ends the run.
+    let mut destroyed = daemon.one_offs.watch(name);
     // The app first: who may not see it learns nothing else.
     let (app, record) = match command.app(daemon, caller, name, out).await {
         Ok(found) => found,
@@ -97,9 +101,11 @@ pub(super) async fn run(call: Call<'_, '_>) -> u32 {
     };
     tracing::info!(%app, release = %spec.release, pid = ?one_off.pid(), "one-off process started");
     let limit = daemon.settings.run_timeout;
-    let ended = follow(&mut one_off, stdin, out, limit).await;
-    match ended {
-        Some(end) => {
+    let stop = async move {
+        let _ = destroyed.wait_for(|destroyed| *destroyed).await;
+    };
+    match follow(&mut one_off, stdin, out, limit, stop).await {
+        Ended::Exited(end) => {
             tracing::info!(%app, code = end.code, "one-off process ended");
             if end.out_of_memory {
                 let limit = release
@@ -111,7 +117,7 @@ pub(super) async fn run(call: Call<'_, '_>) -> u32 {
             }
             u32::try_from(end.code).unwrap_or(1)
         }
-        None => {
+        Ended::TimedOut => {
             one_off.kill().await;
             out.err(&format!(
                 " !     run: stopped after {}s (the server's run_timeout_secs)",
@@ -120,18 +126,37 @@ pub(super) async fn run(call: Call<'_, '_>) -> u32 {
             .await;
             TIMED_OUT
         }
+        Ended::Destroyed => {
+            one_off.kill().await;
+            out.err(&format!(" !     run: stopped: {app} was destroyed"))
+                .await;
+            super::call::FAILED
+        }
     }
 }
 
-/// Carries the client's input to the process and its output to the client until it exits
-/// (`Some`) or `limit` passes (`None`, still running).
+/// How [`follow`] ended.
+enum Ended {
+    /// The process exited.
+    Exited(OneOffEnd),
+    /// It still ran at the time limit.
+    TimedOut,
+    /// Its app is being destroyed.
+    Destroyed,
+}
+
+/// Carries the client's input to the process and its output to the client until it exits,
+/// `limit` passes or `stop` completes (then it still runs).
 async fn follow(
     one_off: &mut OneOff,
     mut stdin: Box<dyn AsyncRead + Send + Unpin + '_>,
     out: &mut Out<'_>,
     limit: Duration,
-) -> Option<OneOffEnd> {
-    let io = one_off.io()?;
+    stop: impl std::future::Future<Output = ()>,
+) -> Ended {
+    let Some(io) = one_off.io() else {
+        return Ended::Exited(one_off.wait().await);
+    };
     let (mut from_process, mut to_process) = io.socket.into_split();
     let mut stderr = io.stderr;
     let (client_out, client_err) = out.streams();
@@ -150,7 +175,7 @@ async fn follow(
     };
     let deadline = Instant::now() + limit;
     let exit = one_off.wait();
-    tokio::pin!(input, output, exit);
+    tokio::pin!(input, output, exit, stop);
     let mut ended: Option<OneOffEnd> = None;
     let mut drained = false;
     let mut drain_deadline = deadline;
@@ -171,10 +196,14 @@ async fn follow(
             }
             () = &mut input => {}
             () = sleep_until(drain_deadline), if ended.is_some() => break,
-            () = sleep_until(deadline), if ended.is_none() => break,
+            () = sleep_until(deadline), if ended.is_none() => return Ended::TimedOut,
+            () = &mut stop, if ended.is_none() => return Ended::Destroyed,
         }
     }
-    ended
+    match ended {
+        Some(end) => Ended::Exited(end),
+        None => Ended::TimedOut,
+    }
 }
 
 /// Copies `from` to `to`, flushing after every read so that output reaches the client as it
@@ -196,6 +225,45 @@ async fn copy_flushing(
     }
 }
 
+mod watch {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use tokio::sync::watch;
+
+    /// The one-off runs of every app, so that `destroy` can end them: a run must not outlive
+    /// its app, whose storage and uid go to the next app of that name.
+    #[derive(Default)]
+    pub(crate) struct OneOffs {
+        /// By app name: set to `true` when the app is destroyed. An entry lives while a run
+        /// of the app watches it.
+        apps: Mutex<HashMap<String, watch::Sender<bool>>>,
+    }
+
+    impl OneOffs {
+        /// What a run of `app` watches; call it before the app's record is read.
+        pub(crate) fn watch(&self, app: &str) -> watch::Receiver<bool> {
+            let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            apps.retain(|_, sender| sender.receiver_count() > 0);
+            apps.entry(app.to_owned())
+                .or_insert_with(|| watch::channel(false).0)
+                .subscribe()
+        }
+
+        /// Ends every run of `app` that watches it now.
+        pub(crate) fn end_all(&self, app: &str) {
+            let sender = self
+                .apps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(app);
+            if let Some(sender) = sender {
+                sender.send_replace(true);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +280,19 @@ mod tests {
         );
         assert_eq!(command_line(&[]), None);
         assert_eq!(command_line(&["", " "]), None);
+    }
+
+    #[test]
+    fn destroy_ends_the_runs_that_watch_and_no_later_one() {
+        let runs = OneOffs::default();
+        let before = runs.watch("web");
+        let other = runs.watch("api");
+        runs.end_all("web");
+        assert!(*before.borrow());
+        assert!(!*other.borrow());
+        assert!(
+            !*runs.watch("web").borrow(),
+            "a run after the destroy starts fresh"
+        );
     }
 }

@@ -316,3 +316,82 @@ fn shell_code(status: ExitStatus) -> i32 {
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CgroupMode;
+
+    #[test]
+    fn names_that_are_no_directory_of_their_own_are_refused() {
+        let limits = MemoryLimits::Enforced {
+            version: crate::CgroupVersion::V2,
+            parent: PathBuf::from("/nonexistent"),
+        };
+        for name in ["", ".", "..", "a/b", "a\0b", ".hidden"] {
+            assert!(
+                matches!(
+                    OneOffCgroup::create(&limits, name, None),
+                    Err(CgroupError::BadName(_))
+                ),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_enforced_limits_there_is_no_cgroup() {
+        let limits = MemoryLimits::NotEnforced {
+            reason: "test".into(),
+        };
+        assert!(matches!(
+            OneOffCgroup::create(&limits, "build-1", Some(1 << 20)),
+            Ok(None)
+        ));
+    }
+
+    /// Where cgroups work (CI runs as root): the limit is set, a process joins by the
+    /// prelude, and dropping the cgroup kills it and removes the directory.
+    #[tokio::test]
+    async fn a_cgroup_is_limited_joined_and_removed_with_what_is_left_in_it() {
+        let (_, limits) = Cgroups::detect(CgroupMode::Auto).await;
+        if let MemoryLimits::NotEnforced { reason } = &limits {
+            println!("memory cgroups do not work here ({reason}); nothing to try");
+            return;
+        }
+        let name = format!("one-off-test-{}", std::process::id());
+        let cgroup = OneOffCgroup::create(&limits, &name, Some(32 << 20))
+            .expect("create")
+            .expect("enforced");
+        let dir = cgroup.path().to_owned();
+        let limit_file = ["memory.max", "memory.limit_in_bytes"]
+            .iter()
+            .map(|file| dir.join(file))
+            .find(|path| path.exists())
+            .expect("a limit file");
+        let limit = std::fs::read_to_string(&limit_file).expect("limit");
+        assert_eq!(limit.trim(), (32u64 << 20).to_string());
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{}\nexec sleep 300", OneOffCgroup::JOIN_PRELUDE))
+            .arg("sh")
+            .arg(&dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let pid = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .expect("pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cgroup.cgroup.pids().contains(&pid) {
+            assert!(Instant::now() < deadline, "the process never joined");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!cgroup.out_of_memory());
+        drop(cgroup);
+        let status = child.wait().await.expect("wait");
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
+        assert!(!dir.exists(), "{} is removed", dir.display());
+    }
+}

@@ -3,10 +3,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Nap, SERVER_PY, server_profile, text};
+use crate::harness::{Nap, SERVER_PY, User, server_profile, text};
 
 /// Allocates (and touches) 256 MiB: far over the app's 64M.
 const HOG_PY: &str = "data = b'x' * (256 << 20)\nprint(len(data))\n";
@@ -171,15 +171,10 @@ fn run_streams_output_returns_its_status_and_sees_only_its_own_app() {
     assert!(one_off_records(&nap.data).is_empty());
 }
 
-#[test]
-fn every_process_of_a_run_dies_with_its_client() {
-    let nap = Nap::start();
-    let bob = nap.user("bob", "ed25519", false);
-    bob.deploy(&bob.app_repo("web", &server_profile("")), "web");
-
-    // A command that forks a child and waits; unique sleeps name its processes on the host.
-    let mut ssh = bob
-        .ssh_command(&["run", "web", "sleep 31337 & echo started; sleep 31338"])
+/// `ssh run web COMMAND` in the background, once it has printed `started`.
+fn start_run(user: &User, command: &str) -> Child {
+    let mut ssh = user
+        .ssh_command(&["run", "web", command])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,7 +184,18 @@ fn every_process_of_a_run_dies_with_its_client() {
     BufReader::new(ssh.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("read");
-    assert_eq!(line, "started\n");
+    assert_eq!(line, "started\n", "{command}");
+    ssh
+}
+
+#[test]
+fn every_process_of_a_run_dies_with_its_client() {
+    let nap = Nap::start();
+    let bob = nap.user("bob", "ed25519", false);
+    bob.deploy(&bob.app_repo("web", &server_profile("")), "web");
+
+    // A command that forks a child and waits; unique sleeps name its processes on the host.
+    let mut ssh = start_run(&bob, "sleep 31337 & echo started; sleep 31338");
     // The shell echoes before it has started the second sleep.
     wait_until("both of the run's processes run on the host", || {
         processes_running("sleep 31337").len() == 1 && processes_running("sleep 31338").len() == 1
@@ -208,17 +214,7 @@ fn every_process_of_a_run_dies_with_its_client() {
     assert_eq!(nap.ps("web")[0].state, "up");
 
     // A run does not outlive its app: destroy ends it (its storage and uid are going).
-    let mut ssh = bob
-        .ssh_command(&["run", "web", "echo started; sleep 31340"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    let mut stdout = BufReader::new(ssh.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read");
-    assert_eq!(line, "started\n");
+    let mut ssh = start_run(&bob, "echo started; sleep 31340");
     let output = bob.ssh(&["destroy", "web", "--force"]);
     assert!(output.status.success(), "{:?}", text(&output));
     let status = ssh.wait().expect("ssh ends");

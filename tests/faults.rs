@@ -389,6 +389,9 @@ fn a_pusher_killed_while_old_instances_stop_leaves_no_orphan() {
     kill_the_pusher(Point::OldStop);
 }
 
+/// What a user sees of concurrent creations. The race itself (a check and a creation in
+/// two steps) is too narrow to hit from here every time: `apps.rs`'s unit test lines the
+/// creations up behind the creation lock, and fails on the two-step code.
 #[test]
 fn concurrent_creations_of_one_name_make_one_app() {
     let nap = Nap::start();

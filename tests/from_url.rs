@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crate::harness::{Nap, http_get, server_profile, text};
+use crate::harness::{Nap, User, http_get, server_profile, text};
 
 /// What every refusal of this kind ends with.
 const ONLY_ADMINS: &str = "only admins may deploy from this machine's or private networks";
@@ -21,8 +21,11 @@ const ONLY_ADMINS: &str = "only admins may deploy from this machine's or private
 /// with `/moved/...` redirecting there; stopped on drop.
 struct GitHttpServer {
     port: u16,
+    root: PathBuf,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Every address listened on, to wake its accept loop on drop.
+    listening: Vec<std::net::SocketAddr>,
 }
 
 impl GitHttpServer {
@@ -37,28 +40,40 @@ impl GitHttpServer {
             }
         };
         let port = v4.local_addr().expect("bound").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = [v4, v6]
-            .into_iter()
-            .map(|listener| {
-                let (root, stop) = (root.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Ok(stream) = stream {
-                            answer(stream, &root, port);
-                        }
-                    }
-                })
-            })
-            .collect();
-        GitHttpServer {
+        let mut server = GitHttpServer {
             port,
-            stop,
-            threads,
-        }
+            root,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            listening: Vec::new(),
+        };
+        server.serve(v4);
+        server.serve(v6);
+        server
+    }
+
+    /// Serves the same files and redirects on `ip` too (its own port, returned);
+    /// `/moved/...` still redirects to 127.0.0.1.
+    fn also_on(&mut self, ip: &str) -> u16 {
+        let listener = TcpListener::bind((ip, 0)).expect("bind");
+        let port = listener.local_addr().expect("bound").port();
+        self.serve(listener);
+        port
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        self.listening.push(listener.local_addr().expect("bound"));
+        let (root, stop, port) = (self.root.clone(), self.stop.clone(), self.port);
+        self.threads.push(std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    answer(stream, &root, port);
+                }
+            }
+        }));
     }
 }
 
@@ -66,8 +81,9 @@ impl Drop for GitHttpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes each accept loop so that it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        let _ = TcpStream::connect(("::1", self.port));
+        for address in &self.listening {
+            let _ = TcpStream::connect(address);
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -122,11 +138,9 @@ fn hostname() -> String {
         .to_owned()
 }
 
-#[test]
-fn a_non_admin_reaches_no_address_of_this_machine_or_its_networks_and_an_admin_does() {
-    let nap = Nap::start();
-    let admin = nap.user("root", "ed25519", true);
-    let alice = nap.user("alice", "ed25519", false);
+/// A bare copy of an app repository, ready for git's dumb HTTP protocol, in
+/// `served/repo.git` of the test's directory; returns `served`.
+fn served_repository(nap: &Nap, admin: &User) -> PathBuf {
     let source = admin.app_repo("upstream", &server_profile(""));
     let served = nap.dir.path().join("served");
     std::fs::create_dir_all(&served).expect("served dir");
@@ -136,15 +150,27 @@ fn a_non_admin_reaches_no_address_of_this_machine_or_its_networks_and_an_admin_d
             "clone",
             "-q",
             "--bare",
-            source.to_str().unwrap(),
-            bare.to_str().unwrap(),
+            source.to_str().expect("utf-8"),
+            bare.to_str().expect("utf-8"),
         ],
-        vec!["--git-dir", bare.to_str().unwrap(), "update-server-info"],
+        vec![
+            "--git-dir",
+            bare.to_str().expect("utf-8"),
+            "update-server-info",
+        ],
     ] {
         let output = admin.git(&admin.home, &args);
         assert!(output.status.success(), "{:?}", text(&output));
     }
-    let server = GitHttpServer::start(served);
+    served
+}
+
+#[test]
+fn a_non_admin_reaches_no_address_of_this_machine_or_its_networks_and_an_admin_does() {
+    let nap = Nap::start();
+    let admin = nap.user("root", "ed25519", true);
+    let alice = nap.user("alice", "ed25519", false);
+    let server = GitHttpServer::start(served_repository(&nap, &admin));
     let port = server.port;
     let host = hostname();
     // Where nothing listens: git's own protocols fail at once there.
@@ -263,4 +289,57 @@ fn a_non_admin_reaches_no_address_of_this_machine_or_its_networks_and_an_admin_d
         assert!(!stderr.contains(ONLY_ADMINS), "{url}: {stderr}");
         assert!(stderr.contains("cannot fetch HEAD"), "{url}: {stderr}");
     }
+}
+
+/// A URL that passes the address check (an operator's `deploy_from_networks`,
+/// here 127.0.0.2) and answers with a redirect to 127.0.0.1: a non-admin's
+/// fetch follows no redirect, says so, and leaves no app; an admin's follows.
+#[test]
+fn a_redirect_from_an_allowed_address_to_loopback_is_not_followed_for_a_non_admin() {
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let config = config_dir.path().join("nap.yaml");
+    std::fs::write(&config, "deploy_from_networks: [127.0.0.2/32]\n").expect("config");
+    let nap = Nap::start_with(&["--config", config.to_str().expect("utf-8")]);
+    let admin = nap.user("root", "ed25519", true);
+    let alice = nap.user("alice", "ed25519", false);
+    let mut server = GitHttpServer::start(served_repository(&nap, &admin));
+    let allowed = server.also_on("127.0.0.2");
+
+    // The allowed address itself serves: the check lets it through.
+    let url = format!("http://127.0.0.2:{allowed}/repo.git");
+    let output = alice.ssh(&["deploy", "direct", "--from", &url]);
+    assert!(output.status.success(), "{url}: {:?}", text(&output));
+    let page = http_get(nap.ps("direct")[0].port, "/").expect("the app answers");
+    assert!(page.starts_with("direct@1 v1"), "{page}");
+
+    // Its redirect to 127.0.0.1 is not followed.
+    let moved = format!("http://127.0.0.2:{allowed}/moved/repo.git");
+    let output = alice.ssh(&["deploy", "moved", "--from", &moved]);
+    let stderr = text(&output).1;
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot fetch {moved}: the server redirects (HTTP 301) and redirects are not followed"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("moved was not created"), "{stderr}");
+    for made in ["apps/moved", "repos/moved.git", "storage/moved"] {
+        assert!(!nap.data.join(made).exists(), "{made} was left behind");
+    }
+    assert!(!text(&alice.ssh(&["apps"])).0.contains("moved"));
+    // Where it leads is still refused when given directly.
+    let target = format!("http://127.0.0.1:{}/repo.git", server.port);
+    let output = alice.ssh(&["deploy", "target", "--from", &target]);
+    let stderr = text(&output).1;
+    assert!(
+        !output.status.success() && stderr.contains("is 127.0.0.1, a loopback address"),
+        "{stderr}"
+    );
+
+    // An admin's fetch, unchecked, follows it.
+    let output = admin.ssh(&["deploy", "moved", "--from", &moved]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    let page = http_get(nap.ps("moved")[0].port, "/").expect("the app answers");
+    assert!(page.starts_with("moved@1 v1"), "{page}");
 }

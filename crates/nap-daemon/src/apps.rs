@@ -318,3 +318,50 @@ impl Apps {
         Ok(apps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Issue 13: two `deploy twin --from` of one user both passed, and the one whose
+    /// fetch failed removed the other's app. Both creations are lined up behind the
+    /// creation lock, so that when it is let go they run as interleaved as the runtime
+    /// can make them: a check and a creation that are two steps would both pass.
+    #[tokio::test]
+    async fn of_two_creations_of_one_name_exactly_one_makes_the_app() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let apps = Arc::new(Apps::new(DataDir::new(dir.path()).expect("data dir"), None));
+        let alice = Caller {
+            user: "alice".to_owned(),
+            admin: false,
+        };
+        let held = apps.create.lock().await;
+        let creations: Vec<_> = (0..2)
+            .map(|_| {
+                let (apps, alice) = (apps.clone(), alice.clone());
+                tokio::spawn(async move { apps.create_new(&alice, "twin", None).await })
+            })
+            .collect();
+        // One thread runs this test: yielding lets both creations run until they wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut made = 0;
+        for creation in creations {
+            match creation.await.expect("the creation ran") {
+                Ok((app, record)) => {
+                    assert_eq!((app.as_str(), record.owner.as_str()), ("twin", "alice"));
+                    made += 1;
+                }
+                Err(AppsError::Taken(name)) => assert_eq!(name, "twin"),
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(made, 1, "both creations passed");
+        let twin = AppName::parse("twin").expect("a name");
+        assert!(apps.record(&twin).expect("readable").is_some());
+    }
+}

@@ -31,6 +31,7 @@ mod web;
 pub use apps::AppsError;
 pub use control::{Request, call};
 pub use isolation::{AppUidError, DEFAULT_APP_UIDS, Isolation, IsolationError, SandboxSettings};
+pub use nap_core::remote::{Network, NetworkError};
 pub use output::Out;
 pub use tls::AcmeSettings;
 
@@ -90,6 +91,9 @@ pub struct Settings {
     pub max_files: usize,
     /// Most bytes a pushed tree's files may add up to; a push over it is refused.
     pub max_bytes: u64,
+    /// Networks besides the public internet that a non-admin's `deploy --from`
+    /// may fetch from (the operator's own git server, say).
+    pub deploy_from_networks: Vec<nap_core::remote::Network>,
     /// How long an instance taken out of the router's rotation may go on answering
     /// the requests it has before it is stopped anyway.
     pub drain_timeout: Duration,
@@ -362,6 +366,13 @@ pub async fn serve(
     // for that line finds them running.
     daemon.restore_all().await;
     info!(%ssh, %http, %router, %https, data = %daemon.data.root().display(), "nap is serving");
+    for network in &daemon.settings.deploy_from_networks {
+        if network.reaches_this_machine() {
+            tracing::warn!(%network, "deploy_from_networks includes this machine's own addresses: non-admins may make nap fetch from its local services");
+        } else {
+            info!(%network, "non-admins may deploy --from this network");
+        }
+    }
     ready(&bound);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use nap_core::remote::{
-    self, GitUrl, Host, NotGlobal, RemoteUrl, UrlError, check_global, name_is_loopback,
+    self, GitUrl, Host, Network, NotGlobal, RemoteUrl, UrlError, check_global, name_is_loopback,
 };
 
 /// Longest a name may take to resolve.
@@ -129,9 +129,16 @@ impl fmt::Display for Refused {
 }
 
 /// Checks `url` (shown in messages as `shown`, without its password) for a
-/// caller who is an admin or not; a non-admin's names are resolved.
-pub(crate) async fn check(url: &str, shown: &str, admin: bool) -> Result<Checked, Refused> {
-    check_with(url, shown, admin, |name, port| async move {
+/// caller who is an admin or not; a non-admin's names are resolved. An
+/// address in one of `allowed` (the operator's `deploy_from_networks`)
+/// passes although it is not global.
+pub(crate) async fn check(
+    url: &str,
+    shown: &str,
+    admin: bool,
+    allowed: &[Network],
+) -> Result<Checked, Refused> {
+    check_with(url, shown, admin, allowed, |name, port| async move {
         let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
             .await
             .map_err(|_| format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs()))?
@@ -147,6 +154,7 @@ pub(crate) async fn check_with<R, F>(
     url: &str,
     shown: &str,
     admin: bool,
+    allowed: &[Network],
     resolve: R,
 ) -> Result<Checked, Refused>
 where
@@ -154,6 +162,16 @@ where
     F: Future<Output = Result<Vec<IpAddr>, String>>,
 {
     let shown = shown.escape_debug().to_string();
+    // Global, or in a network the operator lets non-admins reach.
+    let permitted = |address: IpAddr| {
+        check_global(address).or_else(|why| {
+            if allowed.iter().any(|network| network.contains(address)) {
+                Ok(())
+            } else {
+                Err(why)
+            }
+        })
+    };
     let parsed = remote::parse_git_url(url).map_err(|error| Refused::Syntax {
         shown: shown.clone(),
         error,
@@ -166,7 +184,7 @@ where
     };
     let addresses = match &url.host {
         Host::Address(address) => {
-            check_global(*address).map_err(|why| Refused::NotGlobal {
+            permitted(*address).map_err(|why| Refused::NotGlobal {
                 shown: shown.clone(),
                 name: None,
                 address: *address,
@@ -201,7 +219,7 @@ where
             // Any one address that is not global refuses the name: the
             // fetch may try each of them.
             for address in &addresses {
-                check_global(*address).map_err(|why| Refused::NotGlobal {
+                permitted(*address).map_err(|why| Refused::NotGlobal {
                     shown: shown.clone(),
                     name: Some(name.clone()),
                     address: *address,
@@ -227,7 +245,7 @@ mod tests {
 
     async fn non_admin(url: &str, answer: Vec<&str>) -> Result<Checked, Refused> {
         let answer: Vec<IpAddr> = answer.iter().map(|a| a.parse().unwrap()).collect();
-        check_with(url, url, false, |_, _| async move { Ok(answer) }).await
+        check_with(url, url, false, &[], |_, _| async move { Ok(answer) }).await
     }
 
     #[tokio::test]
@@ -326,7 +344,7 @@ mod tests {
             "file:///srv/r.git",
             "/srv/r.git",
         ] {
-            let checked = check_with(url, url, true, |_, _| async {
+            let checked = check_with(url, url, true, &[], |_, _| async {
                 Err::<Vec<IpAddr>, _>("resolved".to_owned())
             })
             .await;
@@ -343,7 +361,7 @@ mod tests {
             Err(Refused::Local { .. })
         ));
         assert!(matches!(
-            check_with("ext::sh", "ext::sh", true, |_, _| async {
+            check_with("ext::sh", "ext::sh", true, &[], |_, _| async {
                 Ok(vec!["8.8.4.4".parse().unwrap()])
             })
             .await,
@@ -361,14 +379,59 @@ mod tests {
         // A name the machine answers itself (/etc/hosts): no DNS query
         // leaves it. It is this machine, on loopback or a private network.
         let url = format!("http://{hostname}:8080/");
-        let refused = check(&url, &url, false).await.unwrap_err().to_string();
+        let refused = check(&url, &url, false, &[]).await.unwrap_err().to_string();
         assert!(
             refused.contains(&format!("{hostname} resolves to ")) && refused.ends_with(ONLY_ADMINS),
             "{refused}"
         );
-        let refused = check("http://localhost/", "http://localhost/", false)
+        let refused = check("http://localhost/", "http://localhost/", false, &[])
             .await
             .unwrap_err();
         assert!(matches!(refused, Refused::LoopbackName { .. }));
+    }
+
+    /// The operator's `deploy_from_networks`: an address in one passes and is
+    /// pinned; every other non-global address, and `localhost`, is still refused.
+    #[tokio::test]
+    async fn networks_the_operator_allows_pass_and_nothing_else() {
+        let allowed: Vec<Network> = vec!["10.20.0.0/16".parse().unwrap()];
+        let answer = |addresses: &'static [&'static str]| {
+            move |_, _| async move {
+                Ok::<Vec<IpAddr>, String>(addresses.iter().map(|a| a.parse().unwrap()).collect())
+            }
+        };
+        let Ok(Checked::Remote { pin, .. }) =
+            check_with("git://10.20.1.2/r", "u", false, &allowed, answer(&[])).await
+        else {
+            panic!("refused");
+        };
+        assert_eq!(
+            pin.unwrap().addresses,
+            vec!["10.20.1.2".parse::<IpAddr>().unwrap()]
+        );
+        let passed = check_with(
+            "https://git.corp/r",
+            "u",
+            false,
+            &allowed,
+            answer(&["10.20.9.9"]),
+        );
+        assert!(matches!(
+            passed.await,
+            Ok(Checked::Remote { pin: Some(_), .. })
+        ));
+        for (url, addresses) in [
+            ("git://10.21.0.1/r", &[][..]),
+            ("http://127.0.0.1/r", &[][..]),
+            ("https://git.corp/r", &["10.20.9.9", "10.0.0.1"][..]),
+        ] {
+            let refused = check_with(url, url, false, &allowed, answer(addresses)).await;
+            assert!(
+                matches!(refused, Err(Refused::NotGlobal { .. })),
+                "{url}: {refused:?}"
+            );
+        }
+        let refused = check_with("http://localhost/", "u", false, &allowed, answer(&[])).await;
+        assert!(matches!(refused, Err(Refused::LoopbackName { .. })));
     }
 }

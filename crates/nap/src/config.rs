@@ -33,6 +33,9 @@ pub struct FileConfig {
     pub max_files: Option<usize>,
     /// Most bytes a pushed tree's files may add up to.
     pub max_bytes: Option<u64>,
+    /// Networks (`10.20.0.0/16`) besides the public internet that non-admins'
+    /// `deploy --from` may reach.
+    pub deploy_from_networks: Option<Vec<String>>,
     /// Seconds an instance taken out of the router's rotation may finish its requests.
     pub drain_timeout_secs: Option<u64>,
     pub cgroups: Option<bool>,
@@ -370,6 +373,7 @@ pub fn settings(
         // Generous: far above any app's source, far below what fills a disk.
         max_files: file.max_files.unwrap_or(200_000),
         max_bytes: file.max_bytes.unwrap_or(4 << 30),
+        deploy_from_networks: deploy_from_networks(file.deploy_from_networks.unwrap_or_default())?,
         drain_timeout: Duration::from_secs(file.drain_timeout_secs.unwrap_or(30)),
         cgroups: file.cgroups.unwrap_or(true),
         secure_cookies: file.secure_cookies.unwrap_or(false),
@@ -377,4 +381,15 @@ pub fn settings(
         isolation,
         sandbox,
     })
+}
+
+/// The `deploy_from_networks` key, each network read.
+fn deploy_from_networks(texts: Vec<String>) -> anyhow::Result<Vec<nap_daemon::Network>> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<nap_daemon::Network>()
+                .context("config key deploy_from_networks")
+        })
+        .collect()
 }

@@ -284,9 +284,141 @@ pub fn name_is_loopback(name: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
+/// A network an operator names, `ADDRESS/PREFIX` (`10.20.0.0/16`,
+/// `fd00:1::/64`) or a single address, e.g. a company's own git server that
+/// non-admins may deploy from although it is not on the public internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Network {
+    /// The address, its host bits cleared.
+    address: IpAddr,
+    /// Leading bits that name the network.
+    prefix: u8,
+}
+
+/// A network that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "network '{0}': expected ADDRESS/PREFIX such as 10.20.0.0/16 or fd00:1::/64, or one address"
+)]
+pub struct NetworkError(String);
+
+impl std::str::FromStr for Network {
+    type Err = NetworkError;
+
+    fn from_str(text: &str) -> Result<Network, NetworkError> {
+        let bad = || NetworkError(text.escape_debug().to_string());
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        // Plain dotted or colon forms only: an operator's list is read as written.
+        let address: IpAddr = address.parse().map_err(|_| bad())?;
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) if prefix.bytes().all(|b| b.is_ascii_digit()) && !prefix.is_empty() => {
+                prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= bits)
+                    .ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
+            None => bits,
+        };
+        let address = match address {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        };
+        Ok(Network { address, prefix })
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Network {
+    /// Whether `address` lies in this network. A mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) is its IPv4 one, which is where the kernel connects.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.address, address.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                in_v4(address, network.octets(), u32::from(self.prefix))
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                in_v6(address, network.segments(), u32::from(self.prefix))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this network holds a loopback or the unspecified address, that
+    /// is reaches this machine's own services.
+    pub fn reaches_this_machine(&self) -> bool {
+        match self.address {
+            IpAddr::V4(network) => {
+                in_v4(network, [127, 0, 0, 0], u32::from(self.prefix.min(8)))
+                    || self.contains(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            }
+            IpAddr::V6(_) => {
+                self.contains(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+                    || self.contains(IpAddr::V6(Ipv6Addr::LOCALHOST))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_an_operator_names() {
+        let net = |text: &str| text.parse::<Network>().expect(text);
+        let ip = |text: &str| text.parse::<IpAddr>().expect(text);
+        assert!(net("10.20.0.0/16").contains(ip("10.20.255.1")));
+        assert!(!net("10.20.0.0/16").contains(ip("10.21.0.1")));
+        assert!(
+            net("10.20.3.4/16").contains(ip("10.20.0.9")),
+            "host bits ignored"
+        );
+        assert_eq!(net("10.20.3.4/16").to_string(), "10.20.0.0/16");
+        assert!(net("127.0.0.2").contains(ip("::ffff:127.0.0.2")), "mapped");
+        assert!(!net("127.0.0.2").contains(ip("127.0.0.1")));
+        assert!(net("fd00:1::/64").contains(ip("fd00:1::7")));
+        assert!(!net("fd00:1::/64").contains(ip("10.0.0.1")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        for (text, reaches) in [
+            ("127.0.0.2", true),
+            ("0.0.0.0/0", true),
+            ("64.0.0.0/2", true),
+            ("10.0.0.0/8", false),
+            ("::1", true),
+            ("fd00::/8", false),
+        ] {
+            assert_eq!(net(text).reaches_this_machine(), reaches, "{text}");
+        }
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "0x7f000001",
+            "::/129",
+            "a/8",
+        ] {
+            let error = bad.parse::<Network>().expect_err(bad).to_string();
+            assert!(error.contains("expected ADDRESS/PREFIX"), "{bad}: {error}");
+        }
+    }
 
     #[track_caller]
     fn v4(text: &str, expected: Option<[u8; 4]>) {

@@ -19,7 +19,10 @@ mod address;
 use std::net::IpAddr;
 use std::ops::Range;
 
-pub use address::{AddressKind, NotGlobal, check_global, name_is_loopback, parse_ipv4, parse_ipv6};
+pub use address::{
+    AddressKind, Network, NetworkError, NotGlobal, check_global, name_is_loopback, parse_ipv4,
+    parse_ipv6,
+};
 
 /// Longest URL taken: enough for any real repository.
 pub const MAX_URL_LEN: usize = 2048;

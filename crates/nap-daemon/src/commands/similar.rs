@@ -199,7 +199,8 @@ pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
         return fail(out, e).await;
     }
     // Before anything is made: what the URL may reach, for this caller.
-    let checked = match crate::remote_check::check(url, &redact(url), caller.admin).await {
+    let allowed = &daemon.settings.deploy_from_networks;
+    let checked = match crate::remote_check::check(url, &redact(url), caller.admin, allowed).await {
         Ok(checked) => checked,
         Err(refused) => return fail(out, refused).await,
     };

@@ -86,6 +86,14 @@ async fn push(
         info!(user = %caller.user, app = %app, "the pusher left before git started; nothing was pushed");
         return 1;
     }
+    // Looked at again under the lock: while this push waited, a `deploy --from` or
+    // `clone` that had just made the app may have failed and removed it. Then this is
+    // a first push again (or, if another user took the name meanwhile, refused).
+    if let Err(e) = daemon.apps.create_or_get(&caller, app.as_str()).await {
+        info!(user = %caller.user, app = %app, error = %e, "push refused once the app's lock was held");
+        out.err(&format!(" !     {e}")).await;
+        return 1;
+    }
     let push = match daemon.pushes.register(&caller, &app) {
         Ok(push) => push,
         Err(e) => {

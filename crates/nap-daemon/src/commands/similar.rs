@@ -7,6 +7,7 @@ use std::sync::Arc;
 use nap_core::{AppName, Caller};
 
 use super::{Call, fail};
+use crate::app_lock::AppLock;
 use crate::deploy::Source;
 use crate::git_exec::FetchSource;
 use crate::remote_check::Checked;
@@ -51,13 +52,9 @@ pub async fn clone(call: Call<'_, '_>) -> u32 {
             Err(message) => return fail(out, message).await,
         },
     };
-    let (new, _) = match daemon
-        .apps
-        .create_new(caller, new.as_str(), Some(app.as_str()))
-        .await
-    {
-        Ok(created) => created,
-        Err(e) => return fail(out, e).await,
+    let _lock = match create_locked(daemon, caller, &new, Some(app.as_str()), out).await {
+        Ok(lock) => lock,
+        Err(status) => return status,
     };
     out.err(&format!(
         "-----> Creating {new}: {app} v{} with command {}",
@@ -82,6 +79,25 @@ pub async fn clone(call: Call<'_, '_>) -> u32 {
     status
 }
 
+/// Creates `app` for `caller`, taking its lock first and returning it: the creation, the
+/// deploy and, if that fails, the removal happen under one lock, so a push of the same
+/// name waits for all of them and never sees (or writes into) a half-made app.
+async fn create_locked(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    app: &AppName,
+    similar_to: Option<&str>,
+    out: &mut Out<'_>,
+) -> Result<AppLock, u32> {
+    let Ok(lock) = daemon.lock_app(app, out).await else {
+        return Err(1);
+    };
+    match daemon.apps.create_new(caller, app.as_str(), similar_to).await {
+        Ok(_) => Ok(lock),
+        Err(e) => Err(fail(out, e).await),
+    }
+}
+
 async fn clone_into(
     daemon: &Arc<Daemon>,
     caller: &Caller,
@@ -91,9 +107,6 @@ async fn clone_into(
     command: &str,
     out: &mut Out<'_>,
 ) -> u32 {
-    let Ok(_lock) = daemon.lock_app(new, out).await else {
-        return 1;
-    };
     let (from, to) = (
         daemon.data.repo(app.as_str()),
         daemon.data.repo(new.as_str()),
@@ -195,9 +208,10 @@ pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
     let Some((name, url, reference)) = parse_deploy(args) else {
         return command.usage(out).await;
     };
-    if let Err(e) = AppName::parse(name) {
-        return fail(out, e).await;
-    }
+    let app = match AppName::parse(name) {
+        Ok(app) => app,
+        Err(e) => return fail(out, e).await,
+    };
     // Before anything is made: what the URL may reach, for this caller.
     let allowed = &daemon.settings.deploy_from_networks;
     let checked = match crate::remote_check::check(url, &redact(url), caller.admin, allowed).await {
@@ -207,9 +221,9 @@ pub async fn deploy_from(call: Call<'_, '_>) -> u32 {
     if let Err(message) = check_ref(reference) {
         return fail(out, message).await;
     }
-    let (app, _) = match daemon.apps.create_new(caller, name, None).await {
-        Ok(created) => created,
-        Err(e) => return fail(out, e).await,
+    let _lock = match create_locked(daemon, caller, &app, None, out).await {
+        Ok(lock) => lock,
+        Err(status) => return status,
     };
     let status = fetch_and_deploy(daemon, caller, &app, url, &checked, reference, out).await;
     if status != 0 {
@@ -228,9 +242,6 @@ async fn fetch_and_deploy(
     reference: &str,
     out: &mut Out<'_>,
 ) -> u32 {
-    let Ok(_lock) = daemon.lock_app(app, out).await else {
-        return 1;
-    };
     let repo_path = daemon.data.repo(app.as_str());
     out.err(&format!("-----> Fetching {} ({reference})", redact(url)))
         .await;

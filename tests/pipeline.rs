@@ -305,3 +305,38 @@ fn a_node_app_is_built_a_failing_health_path_rejects_and_a_hostile_build_reaches
     );
     assert_eq!(answer(port_of(&nap, "napp")), "v2 hello from dep");
 }
+
+#[test]
+fn without_a_sandbox_build_and_release_are_refused_and_a_detected_runtime_runs_unbuilt() {
+    let nap = Nap::start_with(&["--isolation", "none"]);
+    let alice = nap.user("alice", "ed25519", false);
+    let repo = python_repo(&alice, "web");
+    // Refused before anything is made: no release, no tree.
+    for key in ["build", "release"] {
+        let profile = format!("command: python3 server.py\n{key}: echo hi\n");
+        alice.commit(&repo, &[("profile", &profile)], key);
+        let output = alice.push(&repo, "web");
+        let (_, stderr) = text(&output);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                " !     profile: {key}: this server runs no build or release commands (isolation: none"
+            )),
+            "{stderr}"
+        );
+        assert!(!nap.data.join("apps/web/releases").exists(), "{stderr}");
+    }
+    // requirements.txt without build: deploys as pushed, and says it was not built.
+    alice.commit(
+        &repo,
+        &[("profile", "command: python3 server.py\n")],
+        "no build",
+    );
+    let output = alice.deploy(&repo, "web");
+    assert!(
+        output.contains(" !     warning: web looks like a python app, but it is not built"),
+        "{output}"
+    );
+    assert!(!output.contains("-----> Building"), "{output}");
+    assert!(answer(port_of(&nap, "web")).starts_with("web@1 v1 hello"));
+}

@@ -68,19 +68,22 @@ pub(crate) async fn check(
     timeout: Duration,
 ) -> Result<u16, Failed> {
     let deadline = Instant::now() + timeout;
+    let mut last = None;
     loop {
         let attempt = tokio::time::timeout_at(deadline, probe(address, host, path)).await;
-        let last = match attempt {
+        match attempt {
             Ok(Seen::Status(status)) if (200..400).contains(&status) => return Ok(status),
-            Ok(seen) => seen,
-            Err(_) => Seen::Nothing("no answer before the deadline".to_owned()),
-        };
+            Ok(seen) => last = Some(seen),
+            // A probe the deadline cut short tells nothing: the one before it is the news.
+            Err(_) => {}
+        }
         let next = Instant::now() + PROBE_INTERVAL;
         if next >= deadline {
             return Err(Failed {
                 path: path.to_owned(),
                 timeout,
-                last,
+                last: last
+                    .unwrap_or_else(|| Seen::Nothing("no answer before the deadline".to_owned())),
             });
         }
         tokio::time::sleep_until(next).await;

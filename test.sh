@@ -11,6 +11,11 @@ command -v git >/dev/null || need+=(git)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v python3 >/dev/null || need+=(python3)
+# The build step's tests install a Python wheel offline (pip, venv) and a Node
+# package with npm.
+python3 -c 'import pip, venv' 2>/dev/null || need+=(python3-pip python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # The web manager's browser tests drive headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)

@@ -113,6 +113,8 @@ fn only_the_crates_the_text_names_know_russh_gix_and_the_backends() {
     // The daemon is where the backends are chosen; nobody else may name one.
     assert_eq!(graph.users_of("nap-fleet"), set(&["nap-daemon"]));
     assert_eq!(graph.users_of("nap-supervisor"), set(&["nap-daemon"]));
+    // The build runs only as a step of the daemon's deploy.
+    assert_eq!(graph.users_of("nap-build"), set(&["nap-daemon"]));
     assert_eq!(
         graph.users_of("nap-sandbox"),
         set(&["nap-build", "nap-daemon", "nap-supervisor"])

@@ -17,6 +17,7 @@ mod from_url;
 mod https;
 mod isolation;
 mod operate;
+mod pipeline;
 mod properties;
 mod run;
 mod serve;

@@ -642,7 +642,7 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
     } else {
         None
     };
-    let nap = if wants(&["small", "small-fast", "big", "sessions", "scale"]) {
+    let nap = if wants(&["small", "small-fast", "build", "big", "sessions", "scale"]) {
         let started = NapServer::start(
             bin,
             &dir.path().join("nap"),
@@ -718,6 +718,13 @@ pub fn run_all(options: &Options, bin: &Path) -> anyhow::Result<String> {
                         notes.extend(bench.floors(&repos.fast)?);
                         Ok((nap, reference, notes))
                     }),
+            )),
+            "build" => rows.push(row(
+                "push + deploy with a fully cached Python build ÷ the same without a build",
+                Target::Informational,
+                BenchDir::new("nap-bench-build-").and_then(|build_dir| {
+                    crate::build_cached::figure(bench.nap()?, options.runs, build_dir.path())
+                }),
             )),
             "big" => match &repos.big {
                 Some(big) => rows.push(row(

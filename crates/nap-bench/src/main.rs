@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p nap-bench [-- --quick] [--runs N] [--only NAME[,NAME]] [--serve-arg ARG]
-//!     NAME: router, small, small-fast, big, checkout, sessions, scale, sandbox, rss
+//!     NAME: router, small, small-fast, build, big, checkout, sessions, scale, sandbox, rss
 //! ```
 //!
 //! It builds nap (`cargo build --release -p nap`) unless `--no-build`, starts every server
@@ -12,6 +12,7 @@
 //! instances) on exit, on error and on Ctrl-C. It exits 0 whether targets are met or not;
 //! non-zero only when it could not run.
 
+mod build_cached;
 mod cleanup;
 mod figures;
 mod install;
@@ -29,11 +30,12 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 /// The figures, in the order they run.
-pub const FIGURES: [&str; 9] = [
+pub const FIGURES: [&str; 10] = [
     "router",
     "checkout",
     "small",
     "small-fast",
+    "build",
     "big",
     "sessions",
     "scale",
@@ -71,7 +73,7 @@ const USAGE: &str = "\
 usage: nap-bench [--quick] [--runs N] [--only NAME[,NAME...]] [--mkrepo PATH] [--no-build] [--nap PATH] [--repack] [--serve-arg ARG]...
   --quick       3 runs per figure instead of 5
   --runs N      N measured runs per figure
-  --only NAME   run only these figures: router, small, small-fast, big, checkout,
+  --only NAME   run only these figures: router, small, small-fast, build, big, checkout,
                 sessions, scale, sandbox, rss (repeatable)
   --mkrepo PATH the repository generator [default: $NAP_BENCH_MKREPO, else shared/mkrepo.py beside the checkout]
   --no-build    do not run `cargo build --release -p nap` first

@@ -7,27 +7,11 @@ use nap_build::Detected;
 
 use crate::util::{Fixture, shows};
 
-/// Makes `tinydep-1.0-py3-none-any.whl` in `dir`: a pure-Python package whose module says
-/// hello, built with nothing but the standard library (no registry, no setuptools).
+/// Makes `tinydep-1.0-py3-none-any.whl` in `dir` (the script is shared with the end-to-end
+/// tests of the deploy).
 fn make_wheel(dir: &Path) {
     std::fs::create_dir_all(dir).expect("vendor dir");
-    let script = r#"
-import base64, hashlib, sys, zipfile
-files = {
-    "tinydep/__init__.py": "GREETING = 'hello from tinydep'\n",
-    "tinydep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
-    "tinydep-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: nap-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-}
-def digest(text):
-    raw = hashlib.sha256(text.encode()).digest()
-    return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-record = "".join(f"{name},{digest(text)},{len(text.encode())}\n" for name, text in files.items())
-record += "tinydep-1.0.dist-info/RECORD,,\n"
-files["tinydep-1.0.dist-info/RECORD"] = record
-with zipfile.ZipFile(sys.argv[1] + "/tinydep-1.0-py3-none-any.whl", "w") as wheel:
-    for name, text in files.items():
-        wheel.writestr(name, text)
-"#;
+    let script = include_str!("../../../tests/fixtures/make_wheel.py");
     let status = Command::new("/usr/bin/python3")
         .args(["-c", script])
         .arg(dir)

@@ -31,6 +31,7 @@ impl Daemon {
         // The storage goes before the record: once the record is gone the name and the
         // app's uid are free for a new app, which must find nothing of this one's.
         let storage = self.data.app_storage(app.as_str());
+        let cache = self.data.app_cache(app.as_str());
         // The record goes next: from then on the name is free, whatever remains.
         let record = self.data.app_record(app.as_str());
         let dirs = [
@@ -40,8 +41,10 @@ impl Daemon {
         ];
         // Deleting a tree of releases takes a while: not on the async threads.
         let removed = tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::isolation::remove_storage(&storage) {
-                tracing::warn!(path = %storage.display(), error = %e, "cannot remove");
+            for dir in [&storage, &cache] {
+                if let Err(e) = crate::isolation::remove_storage(dir) {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot remove");
+                }
             }
             if let Err(e) = std::fs::remove_file(&record)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -225,10 +225,12 @@ impl Apps {
                 std::fs::remove_dir_all(stale).map_err(|e| repo_error(e.to_string()))?;
             }
         }
-        crate::isolation::remove_storage(&storage).map_err(|source| StoreError::Io {
-            path: storage.clone(),
-            source,
-        })?;
+        for leftover in [storage, self.data.app_cache(app.as_str())] {
+            crate::isolation::remove_storage(&leftover).map_err(|source| StoreError::Io {
+                path: leftover.clone(),
+                source,
+            })?;
+        }
         let created = (|| {
             nap_git::init_bare(&staging).map_err(|e| repo_error(e.to_string()))?;
             let hooks = staging.join("hooks");

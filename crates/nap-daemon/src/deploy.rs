@@ -56,6 +56,10 @@ pub struct Source<'a> {
     pub note: String,
     /// Config vars; `None` takes the app's current config.
     pub env: Option<BTreeMap<String, String>>,
+    /// The release whose built tree this deploy reuses (a rollback, a config change): its
+    /// tree is copied, nothing is built and no release phase runs. `None` checks the commit
+    /// out and builds it (also when that tree is gone).
+    pub built: Option<u32>,
 }
 
 impl Daemon {
@@ -165,6 +169,13 @@ impl Daemon {
             .await;
         }
         let profile = parsed.profile;
+        if let Some(refusal) = self.pipeline_refusal(&profile) {
+            return fail(out, refusal).await;
+        }
+        let config = match source.env {
+            Some(env) => env,
+            None => self.config(app),
+        };
 
         let number = record.last_release + 1;
         let tree = self.data.release_tree(app.as_str(), number);
@@ -181,24 +192,39 @@ impl Daemon {
             interrupt: Some(cancel.flag()),
             ..Default::default()
         };
-        let checkout = {
-            let id = commit.id.clone();
-            let tree = tree.clone();
-            blocking(move || repo.checkout_with(&id, &tree, &options)).await
+        let reused = match source.built {
+            Some(from) => self.copy_built_tree(app, from, &tree, out).await?,
+            None => false,
         };
-        match checkout {
-            Ok(stats) => {
-                out.err(&format!(
-                    "       {} files, {} KiB",
-                    stats.files,
-                    stats.bytes / 1024
-                ))
+        if !reused {
+            let checkout = {
+                let id = commit.id.clone();
+                let tree = tree.clone();
+                blocking(move || repo.checkout_with(&id, &tree, &options)).await
+            };
+            match checkout {
+                Ok(stats) => {
+                    out.err(&format!(
+                        "       {} files, {} KiB",
+                        stats.files,
+                        stats.bytes / 1024
+                    ))
+                    .await
+                }
+                Err(crate::repo::RepoError::Checkout(refused)) => {
+                    return fail(out, checkout_refusal(&refused, &commit.short)).await;
+                }
+                Err(e) => return fail(out, format!("checkout failed: {e}")).await,
+            }
+            // The build and the release phase, before the number is taken: a failed build
+            // costs no number (nothing ran as an instance under it).
+            if self
+                .build_release(app, &profile, number, &tree, &config, out)
                 .await
+                .is_err()
+            {
+                return abandon(app, number, &tree, out).await;
             }
-            Err(crate::repo::RepoError::Checkout(refused)) => {
-                return fail(out, checkout_refusal(&refused, &commit.short)).await;
-            }
-            Err(e) => return fail(out, format!("checkout failed: {e}")).await,
         }
 
         let previous = record.release.and_then(|n| self.release(app, n));
@@ -212,10 +238,9 @@ impl Daemon {
             scale: profile.scale,
             memory: profile.memory,
             note: source.note,
-            env: match source.env {
-                Some(env) => env,
-                None => self.config(app),
-            },
+            env: config,
+            healthcheck: profile.healthcheck.clone(),
+            healthcheck_timeout: profile.healthcheck_timeout,
         };
         // The number is taken before anything runs under it.
         record.last_release = number;
@@ -237,12 +262,7 @@ impl Daemon {
                         .await;
                     out.err(" !     the daemon is shutting down").await;
                 }
-                remove_tree(&tree).await;
-                out.err(&format!(
-                    " !     deploy of {app} v{number} failed; the running release is unchanged"
-                ))
-                .await;
-                return Err(Failed);
+                return abandon(app, number, &tree, out).await;
             }
         };
 
@@ -452,15 +472,31 @@ fn checkout_refusal(error: &nap_git::CheckoutError, short: &str) -> String {
     }
 }
 
+/// A deploy that failed after its tree was made: the tree goes, and the pusher learns that
+/// nothing running changed.
+async fn abandon<T>(
+    app: &AppName,
+    number: u32,
+    tree: &Path,
+    out: &mut Out<'_>,
+) -> Result<T, Failed> {
+    remove_tree(tree).await;
+    out.err(&format!(
+        " !     deploy of {app} v{number} failed; the running release is unchanged"
+    ))
+    .await;
+    Err(Failed)
+}
+
 /// Deletes a release tree (if it is there) on a blocking thread: a tree of
-/// thousands of files takes a while.
-async fn remove_tree(tree: &Path) {
+/// thousands of files takes a while. A built tree is the app's: directories it left
+/// unwritable are made writable first (see `remove_storage`).
+pub(crate) async fn remove_tree(tree: &Path) {
     let tree = tree.to_owned();
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&tree) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+    let removed = tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::isolation::remove_storage(&tree) {
             warn!(path = %tree.display(), error = %e, "cannot remove a release tree");
         }
-        _ => {}
     })
     .await;
     if let Err(e) = removed {
@@ -515,6 +551,8 @@ mod tests {
             memory: None,
             note: String::new(),
             env: BTreeMap::new(),
+            healthcheck: None,
+            healthcheck_timeout: None,
         }
     }
 

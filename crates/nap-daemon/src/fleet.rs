@@ -351,6 +351,8 @@ mod tests {
                 memory: None,
                 note: String::new(),
                 env: Default::default(),
+                healthcheck: None,
+                healthcheck_timeout: None,
             };
             nap_store::write_json(&data.release_record(app, *number), &release)
                 .expect("release record");

@@ -237,6 +237,7 @@ impl Daemon {
             pusher,
             note: "push".into(),
             env: None,
+            built: None,
         };
         let deployed = self.deploy(app, source, out).await?;
         if deployed.before.release.is_none() {

@@ -4,15 +4,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nap_core::AppName;
-use nap_runtime::{HealthPolicy, Instance, InstanceId, InstanceSpec};
+use nap_runtime::{HealthPolicy, Instance, InstanceId, InstanceSpec, LogRequest};
 use nap_store::ReleaseRecord;
 use tokio::task::JoinSet;
 use tracing::warn;
 
 use crate::deploy::{Failed, fail, release_name};
+use crate::healthcheck;
 use crate::{Daemon, Out};
+
+/// How many of an instance's last lines a failed health check prints.
+const LAST_LINES: usize = 20;
 
 /// Why one new instance did not come up: its index, the reason and its last lines.
 type StartFailure = (u32, String, Vec<String>);
@@ -70,13 +75,22 @@ impl Daemon {
                 memory: release.memory,
                 local: local.clone(),
             };
-            let runtime = self.runtime.clone();
+            let daemon = self.clone();
             let cancel = self.operations.cancel();
             let policy = HealthPolicy {
                 grace: self.settings.health_grace,
                 boot_timeout: self.settings.boot_timeout,
             };
+            let healthcheck = release.healthcheck.clone().map(|path| {
+                let timeout = release
+                    .healthcheck_timeout
+                    .map_or(healthcheck::DEFAULT_TIMEOUT, |secs| {
+                        Duration::from_secs(secs.into())
+                    });
+                (path, timeout)
+            });
             checks.spawn(async move {
+                let runtime = &daemon.runtime;
                 if cancel.is_cancelled() {
                     return Err((index, shutting_down(), Vec::new()));
                 }
@@ -84,18 +98,39 @@ impl Daemon {
                     .start(spec)
                     .await
                     .map_err(|e| (index, e.to_string(), Vec::new()))?;
+                // Out of the routes until its health path answers, from before it is up.
+                let held = healthcheck
+                    .is_some()
+                    .then(|| daemon.routing.hold(started.address));
+                let checked = async {
+                    let health = runtime
+                        .wait_healthy(&started.id, policy)
+                        .await
+                        .map_err(|unhealthy| (unhealthy.reason, unhealthy.last_lines))?;
+                    if let Some((path, timeout)) = &healthcheck {
+                        let host = format!("{}.{}", started.id.app, daemon.settings.domain);
+                        healthcheck::check(started.address, &host, path, *timeout)
+                            .await
+                            .map_err(|failed| (failed.to_string(), Vec::new()))?;
+                    }
+                    Ok(health)
+                };
                 let health = tokio::select! {
-                    health = runtime.wait_healthy(&started.id, policy) => health,
+                    health = checked => health,
                     () = cancel.cancelled() => {
                         let _ = runtime.stop(&started.id).await;
                         return Err((index, shutting_down(), Vec::new()));
                     }
                 };
+                drop(held);
                 match health {
                     Ok(health) => Ok((started, health.listening)),
-                    Err(unhealthy) => {
+                    Err((reason, mut last_lines)) => {
+                        if last_lines.is_empty() {
+                            last_lines = daemon.last_lines(&started.id).await;
+                        }
                         let _ = runtime.stop(&started.id).await;
-                        Err((index, unhealthy.reason, unhealthy.last_lines))
+                        Err((index, reason, last_lines))
                     }
                 }
             });
@@ -145,6 +180,24 @@ impl Daemon {
             }
         }
         Err(Failed)
+    }
+
+    /// The last lines an instance wrote, as `logs APP --instance I` shows them (an instance
+    /// whose logs the runtime keeps elsewhere gives none).
+    async fn last_lines(&self, id: &InstanceId) -> Vec<String> {
+        let request = LogRequest {
+            app: id.app.clone(),
+            lines: LAST_LINES,
+            instance: Some(id.index),
+            follow: false,
+        };
+        let mut lines = Vec::new();
+        if let Ok(mut received) = self.runtime.logs(request).await {
+            while let Some(line) = received.recv().await {
+                lines.push(line.text);
+            }
+        }
+        lines
     }
 
     /// Stops the app's instances that `which` selects, each once the router has no

@@ -14,11 +14,13 @@ mod domains;
 pub mod fleet;
 mod gate;
 mod git_exec;
+mod healthcheck;
 pub mod hook;
 mod instances;
 mod isolation;
 mod operation;
 mod output;
+mod pipeline;
 mod push;
 mod remote_check;
 mod repo;
@@ -196,6 +198,9 @@ pub struct Daemon {
     routing: routing::Routing,
     /// How instances are kept apart.
     confinement: isolation::Confinement,
+    /// The probed sandbox, which builds and release phases run in (`None` without one:
+    /// `isolation: none` or the fleet runtime).
+    sandbox: Option<Arc<nap_sandbox::Sandbox>>,
 }
 
 /// How long a stopping daemon waits for its operations to undo what they began.
@@ -221,6 +226,7 @@ impl Daemon {
         let tls = tls::Tls::open(&data.certs(), &settings.acme)?;
         let secret = fleet::load_or_create_secret(&data.root().join("secret"))?;
         let pending = Arc::new(fleet::PendingReleases::default());
+        let mut probed = None;
         let (runtime, local, confinement): (Arc<dyn nap_runtime::Runtime>, _, _) = match &settings
             .fleet
         {
@@ -240,8 +246,9 @@ impl Daemon {
                                 .map_err(IsolationError::from)?;
                         }
                         info!(bwrap = %sandbox.bwrap().display(), version = %sandbox.version(), per_app_uids, "every instance runs in the sandbox");
-                        config.isolation =
-                            nap_supervisor::Isolation::Sandbox(std::sync::Arc::new(sandbox));
+                        let sandbox = Arc::new(sandbox);
+                        probed = Some(sandbox.clone());
+                        config.isolation = nap_supervisor::Isolation::Sandbox(sandbox);
                         isolation::Confinement::Sandboxed { per_app_uids }
                     }
                     Isolation::None => {
@@ -314,6 +321,7 @@ impl Daemon {
             routing,
             apps,
             confinement,
+            sandbox: probed,
             domains,
             tls,
             users,

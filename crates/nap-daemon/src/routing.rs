@@ -42,7 +42,8 @@ pub(crate) struct Routing {
 struct Inputs {
     /// The apps that exist, read again only when the apps change.
     apps: Vec<AppName>,
-    /// Addresses being drained, with how many drains asked for each.
+    /// Addresses being drained or held (a new instance not through its health check),
+    /// with how many drains and holds asked for each: out of the routes.
     draining: HashMap<SocketAddr, usize>,
     /// Custom hosts: (host, app, whether plain HTTP redirects to HTTPS), read again only
     /// when the domains or the certificates change.
@@ -156,6 +157,31 @@ impl Routing {
         drained
     }
 
+    /// Keeps `addr` out of the routes until the answer is dropped: a new instance that
+    /// is up but has not passed its health check yet takes no requests.
+    pub(crate) fn hold(&self, addr: SocketAddr) -> Held<'_> {
+        *self.inputs().draining.entry(addr).or_default() += 1;
+        self.refresh();
+        Held {
+            routing: self,
+            addr,
+        }
+    }
+
+    /// Undoes one [`Routing::drain`] or [`Routing::hold`] of each of `addrs` (the
+    /// caller publishes).
+    fn release(&self, addrs: &[SocketAddr]) {
+        let mut inputs = self.inputs();
+        for addr in addrs {
+            if let Some(count) = inputs.draining.get_mut(addr) {
+                *count -= 1;
+                if *count == 0 {
+                    inputs.draining.remove(addr);
+                }
+            }
+        }
+    }
+
     /// Waits until the published routes list every one of `addrs` for `app` (new
     /// instances that are up), at most the drain timeout.
     pub(crate) async fn until_routed(&self, app: &AppName, addrs: &[SocketAddr]) {
@@ -180,17 +206,21 @@ impl Routing {
 impl Drop for Drained<'_> {
     fn drop(&mut self) {
         self.routing.traffic.forget(&self.addrs);
-        {
-            let mut inputs = self.routing.inputs();
-            for addr in &self.addrs {
-                if let Some(count) = inputs.draining.get_mut(addr) {
-                    *count -= 1;
-                    if *count == 0 {
-                        inputs.draining.remove(addr);
-                    }
-                }
-            }
-        }
+        self.routing.release(&self.addrs);
+        self.routing.refresh();
+    }
+}
+
+/// A new instance's address held out of the routes until it passes its health check
+/// (`healthcheck.rs`); it is routed as soon as this is dropped.
+pub(crate) struct Held<'a> {
+    routing: &'a Routing,
+    addr: SocketAddr,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.routing.release(&[self.addr]);
         self.routing.refresh();
     }
 }

@@ -106,6 +106,15 @@ impl DataDir {
     pub fn app_storage(&self, app: &str) -> PathBuf {
         self.storage().join(app)
     }
+    /// Every app's build cache.
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    /// One app's build cache (`$NAP_CACHE` during a build): the dependencies built last
+    /// time, kept between deploys, removed with the app.
+    pub fn app_cache(&self, app: &str) -> PathBuf {
+        self.cache().join(app)
+    }
     /// The sandbox's state: the copies of host files it shows apps under `/etc`.
     pub fn sandbox(&self) -> PathBuf {
         self.root.join("sandbox")

@@ -93,4 +93,11 @@ pub struct ReleaseRecord {
     /// The app's config vars this release runs with.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The profile's `healthcheck` path, which each new instance must answer with 2xx or
+    /// 3xx before it takes requests (also on restart and scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
+    /// The profile's `healthcheck_timeout`, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck_timeout: Option<u32>,
 }

@@ -173,6 +173,7 @@ async fn redeploy(
         pusher: &caller.user,
         note,
         env: Some(env),
+        built: Some(current.number),
     };
     match daemon.deploy(app, source, out).await {
         Ok(_) => 0,

@@ -106,6 +106,7 @@ pub async fn rollback(call: Call<'_, '_>) -> u32 {
         pusher: &caller.user,
         note: format!("rollback to v{number}"),
         env: Some(old.env.clone()),
+        built: Some(number),
     };
     match daemon.deploy(&app, source, out).await {
         Ok(_) => {

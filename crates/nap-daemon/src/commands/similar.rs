@@ -151,6 +151,7 @@ async fn clone_into(
         pusher: &caller.user,
         note: format!("similar to {app}"),
         env: None,
+        built: None,
     };
     match daemon.deploy(new, source, out).await {
         Ok(_) => 0,
@@ -276,6 +277,7 @@ async fn fetch_and_deploy(
         pusher: &caller.user,
         note: format!("deployed from {}", redact(url)),
         env: None,
+        built: None,
     };
     match daemon.deploy(app, source, out).await {
         Ok(_) => 0,

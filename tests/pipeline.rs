@@ -148,6 +148,23 @@ fn a_python_app_is_built_cached_rejected_when_its_build_or_release_fails_and_rol
     assert_eq!(answer(port), "web@1 v2 hello from tinydep");
     assert_eq!(trees(&nap, "web"), ["v1", "v2"]);
 
+    // A build that takes more than the profile's memory is killed by its cgroup.
+    let hog = format!(
+        "{PYTHON_PROFILE}memory: 64M\nbuild: python3 -c 'b = bytearray(512 << 20); print(len(b))'\n"
+    );
+    alice.commit(&repo, &[("profile", &hog)], "a build that eats memory");
+    rejected(
+        &alice,
+        &repo,
+        "web",
+        &[
+            "failed with exit status 137",
+            " !     the build ran out of memory (the profile's memory: limit of web)",
+        ],
+    );
+    assert_eq!(answer(port), "web@1 v2 hello from tinydep");
+    assert_eq!(trees(&nap, "web"), ["v1", "v2"]);
+
     // A release phase that works writes to the app's storage, with the app's config.
     let output = alice.ssh(&["config:set", "web", "STAMP=from-config"]);
     let (_, stderr) = text(&output);

@@ -153,9 +153,21 @@ impl Daemon {
             Err(e) => return fail(out, format!("internal error: {e}")).await,
         }
         let env = step_env(app, number, config);
-        // The memory limit: a cgroup made for the step, as for a one-off process (the lead
-        // plugs nap-supervisor's one-off cgroup in here, for both requests).
-        let memory_cgroup: Option<PathBuf> = None;
+        // The memory limit: the profile's, on a cgroup of the steps' own (as for `run`),
+        // kept until the release phase ends; dropping it kills what is left in it.
+        let cgroup = match self.local.as_ref() {
+            Some(supervisor) => match nap_supervisor::OneOffCgroup::create(
+                supervisor.memory_limits(),
+                &format!("{app}@build"),
+                profile.memory,
+            ) {
+                Ok(cgroup) => cgroup,
+                Err(e) => return fail(out, format!("cannot limit the build's memory: {e}")).await,
+            },
+            None => None,
+        };
+        let memory_cgroup: Option<PathBuf> = cgroup.as_ref().map(|c| c.path().to_owned());
+        let out_of_memory = || cgroup.as_ref().is_some_and(|c| c.out_of_memory());
         let request = nap_build::BuildRequest {
             app: app.to_string(),
             release: tree.to_owned(),
@@ -174,6 +186,9 @@ impl Daemon {
             .await?;
         if let Err(error) = built {
             out.err(&format!(" !     {error}")).await;
+            if out_of_memory() {
+                out.err(&format!(" !     the build ran out of memory (the profile's memory: limit of {app})")).await;
+            }
             print_last_lines(out, "the build", error.last_lines()).await;
             return Err(Failed);
         }
@@ -207,6 +222,9 @@ impl Daemon {
                     ended.code
                 ))
                 .await;
+                if out_of_memory() {
+                    out.err(&format!(" !     the release command ran out of memory (the profile's memory: limit of {app})")).await;
+                }
                 print_last_lines(out, "the release command", &ended.last_lines).await;
                 Err(Failed)
             }

@@ -219,7 +219,8 @@ pub fn figure(options: &Options, dir: &Path) -> Vec<Row> {
 struct Stage {
     router: crate::router_under_test::RouterUnderTest,
     proxy: Nginx,
-    backends: [Nginx; 2],
+    /// Kept running for the proxies; stopped last.
+    _backends: [Nginx; 2],
     upstreams: Vec<u16>,
     /// The HTTPS ports of nginx and of nap's router.
     nginx_https: u16,
@@ -266,7 +267,7 @@ impl Stage {
         Ok(Stage {
             router,
             proxy,
-            backends,
+            _backends: backends,
             upstreams,
             nginx_https,
             nap_https,
@@ -293,14 +294,7 @@ fn measure(options: &Options, dir: &Path) -> anyhow::Result<Vec<Row>> {
     let stage = Stage::start(dir)?;
     let script = dir.join("summary.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
-    let Stage {
-        router,
-        proxy,
-        backends,
-        upstreams,
-        nginx_https,
-        nap_https,
-    } = stage;
+    let (nginx_https, nap_https) = (stage.nginx_https, stage.nap_https);
     let ciphers = [("nginx", nginx_https), ("nap", nap_https)]
         .map(|(name, port)| format!("{name} {}", negotiated(port)))
         .join(", ");
@@ -311,7 +305,7 @@ fn measure(options: &Options, dir: &Path) -> anyhow::Result<Vec<Row>> {
         let (mut nap, mut reference) = (Side::default(), Side::default());
         let (nap_port, nginx_port) = match mode {
             Mode::Https => (nap_https, nginx_https),
-            _ => (router.port, proxy.port),
+            _ => (stage.router.port, stage.proxy.port),
         };
         wrk(&script, nginx_port, mode, WARM_UP)?;
         wrk(&script, nap_port, mode, WARM_UP)?;
@@ -347,7 +341,7 @@ fn measure(options: &Options, dir: &Path) -> anyhow::Result<Vec<Row>> {
             }
         }
         if mode == Mode::KeepAlive {
-            direct.push(wrk(&script, upstreams[0], mode, RUN)?.requests_per_second);
+            direct.push(wrk(&script, stage.upstreams[0], mode, RUN)?.requests_per_second);
         }
         let errors = format!(
             "errors (socket errors + non-2xx answers, all runs): nap {}, nginx {}",
@@ -407,15 +401,13 @@ fn measure(options: &Options, dir: &Path) -> anyhow::Result<Vec<Row>> {
             format!(
                 "nginx: `worker_processes {}` (= cores), `upstream` with `keepalive 64`, `proxy_http_version 1.1`, `Connection \"\"`, \
                  Host and X-Forwarded-For/-Proto/-Host set as nap sets them, access_log off, keepalive_requests 1000000",
-                proxy.workers
+                stage.proxy.workers
             ),
             "nap: `nap_router::serve_listeners` (HTTP and HTTPS) with `Options::default()` (one worker thread per core) \
              and a fixed snapshot of the two backends, in this process, under the `info` log filter `nap serve` uses"
                 .to_owned(),
         ]);
     }
-    drop(router);
-    drop(proxy);
-    drop(backends);
+    drop(stage);
     Ok(rows)
 }

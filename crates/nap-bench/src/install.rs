@@ -16,7 +16,7 @@ struct Need {
     figures: &'static [&'static str],
 }
 
-const NEEDS: [Need; 5] = [
+const NEEDS: [Need; 6] = [
     Need {
         program: crate::servers::SSHD,
         package: "openssh-server",
@@ -30,6 +30,11 @@ const NEEDS: [Need; 5] = [
     Need {
         program: "/usr/bin/wrk",
         package: "wrk",
+        figures: &["router"],
+    },
+    Need {
+        program: "/usr/bin/openssl",
+        package: "openssl",
         figures: &["router"],
     },
     Need {

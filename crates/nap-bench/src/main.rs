@@ -29,6 +29,11 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+/// The allocator the `nap` binary uses, so that the router figure, which runs the
+/// router in this process, measures it as `nap serve` runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The figures, in the order they run.
 pub const FIGURES: [&str; 10] = [
     "router",
@@ -60,6 +65,8 @@ pub struct Options {
     pub repack: bool,
     /// Extra arguments for every `nap serve` (to try settings; the report says so).
     pub serve_args: Vec<String>,
+    /// Only start what the router figure measures and keep it running (for profiling).
+    pub serve_router: bool,
 }
 
 impl Options {
@@ -80,7 +87,10 @@ usage: nap-bench [--quick] [--runs N] [--only NAME[,NAME...]] [--mkrepo PATH] [-
   --nap PATH    the nap binary [default: next to this binary, i.e. target/release/nap]
   --repack      repack the generated big repository (the client then reuses its deltas,
                 so the big push measures the servers rather than the client's compression)
-  --serve-arg A an extra argument for `nap serve` (repeatable; e.g. --serve-arg=--health-grace-ms=200)";
+  --serve-arg A an extra argument for `nap serve` (repeatable; e.g. --serve-arg=--health-grace-ms=200)
+  --serve-router  start only what the router figure measures (nginx and nap's router, HTTP
+                and HTTPS, in front of two nginx backends), print the ports and keep them
+                running until standard input ends: for profiling the router";
 
 fn parse_args() -> anyhow::Result<Option<Options>> {
     let mut options = Options {
@@ -91,6 +101,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         nap: None,
         serve_args: Vec::new(),
         repack: false,
+        serve_router: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -132,6 +143,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--no-build" => options.no_build = true,
             "--repack" => options.repack = true,
             "--serve-arg" => options.serve_args.push(value("--serve-arg")?),
+            "--serve-router" => options.serve_router = true,
             _ => bail!("unknown argument '{arg}'\n{USAGE}"),
         }
     }
@@ -188,6 +200,17 @@ fn main() -> ExitCode {
     if let Err(error) = cleanup::install_signal_handler() {
         eprintln!("nap-bench: {error:#}");
         return ExitCode::FAILURE;
+    }
+    if options.serve_router {
+        let served = cleanup::BenchDir::new("nap-bench-router-")
+            .and_then(|dir| router::serve_for_profiling(dir.path()));
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("nap-bench: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let bin = match nap_binary(&options) {
         Ok(bin) => bin,

@@ -29,6 +29,8 @@ pub const HOST: &str = "bench.localhost";
 pub struct Nginx {
     _guard: ChildGuard,
     pub port: u16,
+    /// The HTTPS port of a proxy started with [`Role::Proxy`]'s `tls`.
+    pub tls_port: Option<u16>,
     /// `worker_processes`, for the report.
     pub workers: usize,
 }
@@ -44,12 +46,22 @@ pub enum Role<'a> {
     /// Serves `root`'s files.
     Static { root: &'a Path },
     /// A reverse proxy in front of `upstreams`, set up as one would for an app: keep-alive
-    /// to the upstreams and the same `X-Forwarded-*` headers nap's router sends.
-    Proxy { upstreams: &'a [u16] },
+    /// to the upstreams and the same `X-Forwarded-*` headers nap's router sends. With
+    /// `tls`, the same server also terminates TLS on a second port.
+    Proxy {
+        upstreams: &'a [u16],
+        tls: Option<&'a Tls>,
+    },
+}
+
+/// The certificate and key files (PEM) a proxy serves HTTPS with.
+pub struct Tls {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl Role<'_> {
-    fn http_block(&self, port: u16) -> String {
+    fn http_block(&self, port: u16, tls_port: Option<u16>) -> String {
         match self {
             Role::Static { root } => format!(
                 "    server {{\n\
@@ -58,11 +70,24 @@ impl Role<'_> {
                  \x20   }}\n",
                 root = root.display()
             ),
-            Role::Proxy { upstreams } => {
+            Role::Proxy { upstreams, tls } => {
                 let servers: String = upstreams
                     .iter()
                     .map(|port| format!("        server 127.0.0.1:{port};\n"))
                     .collect();
+                // TLS 1.3 only, as rustls negotiates with wrk's OpenSSL; tickets for
+                // resumption are on by default, as in nap's rustls config.
+                let tls = match (tls, tls_port) {
+                    (Some(tls), Some(tls_port)) => format!(
+                        "        listen 127.0.0.1:{tls_port} ssl;\n\
+                         \x20       ssl_certificate {};\n\
+                         \x20       ssl_certificate_key {};\n\
+                         \x20       ssl_protocols TLSv1.3;\n",
+                        tls.certificate.display(),
+                        tls.key.display()
+                    ),
+                    _ => String::new(),
+                };
                 format!(
                     "    upstream app {{\n\
                      {servers}\
@@ -71,6 +96,7 @@ impl Role<'_> {
                      \x20   }}\n\
                      \x20   server {{\n\
                      \x20       listen 127.0.0.1:{port};\n\
+                     {tls}\
                      \x20       location / {{\n\
                      \x20           proxy_pass http://app;\n\
                      \x20           proxy_http_version 1.1;\n\
@@ -87,7 +113,13 @@ impl Role<'_> {
     }
 }
 
-fn config(dir: &Path, name: &str, workers: usize, port: u16, role: &Role<'_>) -> String {
+fn config(
+    dir: &Path,
+    name: &str,
+    workers: usize,
+    (port, tls_port): (u16, Option<u16>),
+    role: &Role<'_>,
+) -> String {
     let temp = dir.join(format!("{name}-temp"));
     let temp = temp.display();
     // As root, nginx's workers would run as `nobody`, who cannot enter the benchmark's
@@ -120,7 +152,7 @@ fn config(dir: &Path, name: &str, workers: usize, port: u16, role: &Role<'_>) ->
          {block}\
          }}\n",
         dir = dir.display(),
-        block = role.http_block(port),
+        block = role.http_block(port, tls_port),
     )
 }
 
@@ -134,8 +166,12 @@ impl Nginx {
         // A free port can be taken between asking and binding; try a few.
         for _attempt in 0..5 {
             let port = free_port()?;
+            let tls_port = match role {
+                Role::Proxy { tls: Some(_), .. } => Some(free_port()?),
+                _ => None,
+            };
             let conf = dir.join(format!("{name}.conf"));
-            std::fs::write(&conf, config(dir, name, workers, port, &role))?;
+            std::fs::write(&conf, config(dir, name, workers, (port, tls_port), &role))?;
             let startup_log = dir.join(format!("{name}.startup.log"));
             let child = Command::new(NGINX)
                 .arg("-p")
@@ -157,6 +193,7 @@ impl Nginx {
                     return Ok(Nginx {
                         _guard: guard,
                         port,
+                        tls_port,
                         workers,
                     });
                 }

@@ -7,6 +7,12 @@ mod hook;
 
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the router spawns a tokio task per
+/// client connection, each an aligned allocation, which glibc serves slowly
+/// (docs/benchmarks.md, "The router (issue 15)").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,

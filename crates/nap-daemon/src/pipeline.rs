@@ -187,7 +187,10 @@ impl Daemon {
         if let Err(error) = built {
             out.err(&format!(" !     {error}")).await;
             if out_of_memory() {
-                out.err(&format!(" !     the build ran out of memory (the profile's memory: limit of {app})")).await;
+                out.err(&format!(
+                    " !     the build ran out of memory (the profile's memory: limit of {app})"
+                ))
+                .await;
             }
             print_last_lines(out, "the build", error.last_lines()).await;
             return Err(Failed);

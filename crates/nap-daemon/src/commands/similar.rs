@@ -92,7 +92,11 @@ async fn create_locked(
     let Ok(lock) = daemon.lock_app(app, out).await else {
         return Err(1);
     };
-    match daemon.apps.create_new(caller, app.as_str(), similar_to).await {
+    match daemon
+        .apps
+        .create_new(caller, app.as_str(), similar_to)
+        .await
+    {
         Ok(_) => Ok(lock),
         Err(e) => Err(fail(out, e).await),
     }

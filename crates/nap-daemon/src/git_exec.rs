@@ -103,6 +103,11 @@ pub async fn run(
 pub(crate) fn git_service(daemon: &Daemon, service: &str, app: &nap_core::AppName) -> Command {
     let repo = daemon.data.repo(app.as_str());
     let mut command = Command::new(&daemon.settings.git);
+    if service == "receive-pack" {
+        // No `git maintenance --auto` inside the push: the pusher would wait for it. nap
+        // packs the repository after the push instead (`push::pack_in_background`).
+        command.args(["-c", "receive.autogc=false"]);
+    }
     command
         .arg(service)
         .arg(&repo)

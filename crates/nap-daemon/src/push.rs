@@ -22,7 +22,7 @@ use tokio::process::Command;
 use tracing::{info, warn};
 
 use crate::deploy::Deployed;
-use crate::git_exec::{exit_code, git_service};
+use crate::git_exec::{exit_code, git_service, in_repo};
 use crate::operation::{Chunk, Sink, follow};
 use crate::{Daemon, Out};
 
@@ -165,15 +165,9 @@ fn pack_in_background(daemon: &Arc<Daemon>, app: &AppName) {
     let mut command = Command::new(&daemon.settings.git);
     command
         // In the foreground of this operation, where a shutdown can stop it.
-        .args(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"])
-        .current_dir(daemon.data.repo(app.as_str()))
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", daemon.data.root())
+        .args(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"]);
+    in_repo(daemon, &mut command, &daemon.data.repo(app.as_str()));
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -103,22 +103,33 @@ pub async fn run(
 pub(crate) fn git_service(daemon: &Daemon, service: &str, app: &nap_core::AppName) -> Command {
     let repo = daemon.data.repo(app.as_str());
     let mut command = Command::new(&daemon.settings.git);
+    if service == "receive-pack" {
+        // No `git maintenance --auto` inside the push: the pusher would wait for it. nap
+        // packs the repository after the push instead (`push::pack_in_background`).
+        command.args(["-c", "receive.autogc=false"]);
+    }
+    command.arg(service).arg(&repo);
+    in_repo(daemon, &mut command, &repo);
     command
-        .arg(service)
-        .arg(&repo)
-        .current_dir(&repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` (the system git) in `repo` with nothing of the daemon's environment but
+/// `PATH`, no system config, and the data directory as `HOME`.
+pub(crate) fn in_repo(daemon: &Daemon, command: &mut Command, repo: &Path) {
+    command
+        .current_dir(repo)
         .env_clear()
         .env(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
         )
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", daemon.data.root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+        .env("HOME", daemon.data.root());
 }
 
 /// git's exit status as nap's.

@@ -13,14 +13,16 @@
 //! killed, the ref could not be locked) is undone: the previous release comes back
 //! and the new one stops.
 
+use std::process::Stdio;
 use std::sync::Arc;
 
 use nap_core::{AppName, Caller};
 use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream};
+use tokio::process::Command;
 use tracing::{info, warn};
 
 use crate::deploy::Deployed;
-use crate::git_exec::{exit_code, git_service};
+use crate::git_exec::{exit_code, git_service, in_repo};
 use crate::operation::{Chunk, Sink, follow};
 use crate::{Daemon, Out};
 
@@ -79,7 +81,7 @@ async fn push(
     sink: Sink,
 ) -> u32 {
     let mut out = sink.out();
-    let Ok(_lock) = daemon.lock_app(&app, &mut out).await else {
+    let Ok(lock) = daemon.lock_app(&app, &mut out).await else {
         return 1;
     };
     if sink.door_gone() {
@@ -152,7 +154,51 @@ async fn push(
     if let Some((deployed, branch)) = push.outcome().await {
         settle(&daemon, &app, &deployed, &branch, &mut out).await;
     }
+    drop(lock);
+    pack_in_background(&daemon, &app);
     exit_code(status)
+}
+
+/// `git gc --auto` on the app's repository once a push is over, in an operation of its own
+/// that the pusher does not wait for: what `receive-pack` would do in the push itself
+/// (nap turns its `receive.autogc` off). It packs loose objects only when git thinks there
+/// are enough (6,700 by default) and is quick otherwise. It holds the app's lock, so it never
+/// runs beside a destroy or the next push's deploy; when the lock is taken it is skipped,
+/// and the next push does it. A daemon shutting down kills it (git leaves the repository
+/// as it was).
+fn pack_in_background(daemon: &Arc<Daemon>, app: &AppName) {
+    let Ok(lock) = daemon.app_locks.waiter(app.as_str()).try_lock() else {
+        return;
+    };
+    let mut command = Command::new(&daemon.settings.git);
+    command
+        // In the foreground of this operation, where a shutdown can stop it.
+        .args(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"]);
+    in_repo(daemon, &mut command, &daemon.data.repo(app.as_str()));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let cancel = daemon.operations.cancel();
+    let app = app.clone();
+    daemon.operations.spawn(async move {
+        let _lock = lock;
+        let output = tokio::select! {
+            output = async { command.spawn()?.wait_with_output().await } => output,
+            () = cancel.cancelled() => return,
+        };
+        match output {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => warn!(
+                app = %app,
+                status = %output.status,
+                stderr = %String::from_utf8_lossy(&output.stderr).trim(),
+                "git gc --auto failed"
+            ),
+            Err(error) => warn!(app = %app, %error, "cannot run git gc --auto"),
+        }
+    });
 }
 
 /// Copies one of git's streams to the client while it follows, and reads (and drops)

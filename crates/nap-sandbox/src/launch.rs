@@ -22,6 +22,8 @@
 //!   and gid, clears the supplementary groups and drops every capability. `setpriv` still
 //!   starts as root, so the app's variables travel under other names (`NAP_SANDBOX_ENV_*`)
 //!   and a tiny shell, already running as the app, renames them before it execs the command.
+//!   A command that is a `/bin/sh -c` script itself (every instance's wrapper is) does the
+//!   renaming in its own first line instead, which saves one shell per start.
 //! - `/etc/passwd` and `/etc/group` are the sandbox's own (so `getpwuid` knows the app's uid,
 //!   and the host's users stay unlisted); they come in on fds 4 and 5, from here-documents,
 //!   because they hold nothing secret.
@@ -54,6 +56,9 @@ pub(crate) const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// The shell that renames the app's variables once it runs as the app (see the module docs).
 const RENAME_SHELL: &str = "eval \"$NAP_SANDBOX_RENAME\"; exec \"$@\"";
+
+/// The renaming alone, as the first line of a command's own `/bin/sh -c` script.
+const RENAME_LINE: &str = "eval \"$NAP_SANDBOX_RENAME\"";
 
 /// Directories at the top of `/` where programs find binaries and libraries besides `/usr`:
 /// symlinks into `/usr` on a merged-usr system, directories on an older one.
@@ -199,21 +204,18 @@ impl Sandbox {
                         "--inh-caps=-all",
                         "--bounding-set=-all",
                         "--",
-                        "/bin/sh",
-                        "-c",
-                        RENAME_SHELL,
-                        "nap-sandbox",
                     ]
                     .map(OsString::from),
                 );
+                sandboxed.extend(renaming(command));
             }
             Identity::DaemonUser => {
                 for (name, value) in &env {
                     options.push(["--setenv", name, value]);
                 }
+                sandboxed.extend(command.iter().map(|word| word.as_ref().to_owned()));
             }
         }
-        sandboxed.extend(command.iter().map(|word| word.as_ref().to_owned()));
 
         Ok(Launch {
             bwrap: self.bwrap.clone(),
@@ -459,6 +461,30 @@ impl Launch {
     }
 }
 
+/// `command` behind the shell that renames the app's variables (as the app, after setpriv).
+/// A command that is itself `/bin/sh -c SCRIPT ...` gets the renaming as the first line of
+/// its own script, which saves a shell per start; any other runs under [`RENAME_SHELL`].
+fn renaming<S: AsRef<OsStr>>(command: &[S]) -> Vec<OsString> {
+    let words: Vec<&OsStr> = command.iter().map(AsRef::as_ref).collect();
+    if let [shell, flag, script, rest @ ..] = words.as_slice()
+        && *shell == "/bin/sh"
+        && *flag == "-c"
+    {
+        let mut first = RENAME_LINE.as_bytes().to_vec();
+        first.push(b'\n');
+        first.extend_from_slice(script.as_bytes());
+        let mut renamed = vec![OsString::from(*shell), OsString::from(*flag)];
+        renamed.push(OsString::from_vec(first));
+        renamed.extend(rest.iter().map(|word| word.to_os_string()));
+        return renamed;
+    }
+    let mut wrapped: Vec<OsString> = ["/bin/sh", "-c", RENAME_SHELL, "nap-sandbox"]
+        .map(OsString::from)
+        .to_vec();
+    wrapped.extend(words.iter().map(|word| word.to_os_string()));
+    wrapped
+}
+
 /// bwrap's options as they are built.
 #[derive(Default)]
 struct Options(Vec<OsString>);
@@ -523,6 +549,35 @@ mod tests {
         assert_eq!(single_quoted(OsStr::new("a b")), b"'a b'");
         assert_eq!(single_quoted(OsStr::new("it's")), b"'it'\\''s'");
         assert_eq!(single_quoted(OsStr::new("$HOME\n`x`")), b"'$HOME\n`x`'");
+    }
+
+    #[test]
+    fn a_shell_script_renames_the_variables_itself() {
+        let script = renaming(&["/bin/sh", "-c", "exec app \"$1\"", "sh", "x y"]);
+        assert_eq!(
+            script,
+            [
+                "/bin/sh",
+                "-c",
+                "eval \"$NAP_SANDBOX_RENAME\"\nexec app \"$1\"",
+                "sh",
+                "x y"
+            ]
+            .map(OsString::from)
+        );
+        let program = renaming(&["/usr/bin/true", "-c"]);
+        assert_eq!(
+            program,
+            [
+                "/bin/sh",
+                "-c",
+                RENAME_SHELL,
+                "nap-sandbox",
+                "/usr/bin/true",
+                "-c"
+            ]
+            .map(OsString::from)
+        );
     }
 
     #[test]

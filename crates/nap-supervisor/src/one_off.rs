@@ -190,16 +190,12 @@ impl OneOff {
         isolation: &crate::Isolation,
         state_dir: &Path,
     ) -> Result<OneOff, SpawnError> {
-        crate::validate(spec).map_err(|reason| SpawnError::Spawn {
-            app: spec.app.clone(),
-            index: 0,
-            source: io::Error::other(reason),
-        })?;
         let spawn_error = |source| SpawnError::Spawn {
             app: spec.app.clone(),
             index: 0,
             source,
         };
+        crate::validate(spec).map_err(|reason| spawn_error(io::Error::other(reason)))?;
         let stem = format!("{}@run-{serial}", spec.app);
         let cgroup = match OneOffCgroup::create(limits, &stem, spec.memory) {
             Ok(cgroup) => cgroup,

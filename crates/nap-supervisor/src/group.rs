@@ -3,11 +3,19 @@
 //! The processes here are not (all) children of the daemon, so there is nothing to wait on
 //! for them: "gone" is checked by reading `/proc` every few milliseconds, only inside the
 //! bounded window of a stop.
+//!
+//! One of them always outlives its parent: bwrap's outer process exits as soon as its init
+//! has reported the app's status, without waiting for init, which is left a zombie. The
+//! supervisor makes the daemon a child subreaper ([`adopt_orphans`]), so such zombies become
+//! the daemon's children, and a stop reaps them ([`Group::reap_adopted`]) instead of waiting
+//! for the host's init, which some inits do only every few seconds (and which is nobody when
+//! nap is a container's first process).
 
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -105,20 +113,50 @@ impl Group {
         gone
     }
 
+    /// Reaps the zombies of the group that the daemon adopted (bwrap's init, above all).
+    /// Called only once the group's leader, our own child, has been waited for through its
+    /// `Child`, so that no process someone else waits for is taken.
+    pub(crate) fn reap_adopted(&self) {
+        let Some(pgid) = self.pgid() else {
+            return;
+        };
+        // A negative pid: any child of ours in that process group.
+        let group = Pid::from_raw(-pgid.as_raw());
+        while let Ok(status) = waitpid(group, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+
     /// Waits (up to `deadline`) until the process group has no members at all, zombies
-    /// included, so that `killpg(pgid, 0)` fails with ESRCH. Zombies whose parent died are
-    /// reaped by init, which some inits do only every few seconds.
+    /// included, so that `killpg(pgid, 0)` fails with ESRCH. Zombies the daemon adopted are
+    /// reaped here; those of a parent that died without the daemon adopting them are init's
+    /// to reap, which some inits do only every few seconds.
     pub(crate) async fn wait_reaped(&self, deadline: Instant) {
         let Some(pgid) = self.pgid() else {
             return;
         };
-        while killpg(pgid, None) != Err(Errno::ESRCH) {
+        loop {
+            self.reap_adopted();
+            if killpg(pgid, None) == Err(Errno::ESRCH) {
+                return;
+            }
             if Instant::now() >= deadline {
                 tracing::debug!(%pgid, "process group still has unreaped zombies");
                 return;
             }
             sleep_until((Instant::now() + POLL).min(deadline)).await;
         }
+    }
+}
+
+/// Makes this process a child subreaper: a process of an instance whose parent exits
+/// becomes this process's child rather than init's, for [`Group::reap_adopted`] to reap.
+/// Processes of anything else the daemon runs are waited for by their parents as before.
+pub(crate) fn adopt_orphans() {
+    if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(%error, "cannot become the reaper of the instances' orphans; stops wait for init to reap them");
     }
 }
 

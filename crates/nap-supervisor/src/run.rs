@@ -73,8 +73,9 @@ const LANG: &str = "C.UTF-8";
 /// a process that escaped the group and the cgroup can hold them open longer).
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
-/// How long a stop waits for init to reap the zombies of the group (processes whose parent
-/// died with them). A usual init reaps at once; some poll every few seconds.
+/// How long a stop waits for the zombies of the group to be reaped: at once for those the
+/// daemon adopted (see `group.rs`); init's to reap otherwise (if the daemon could not become
+/// a subreaper), which some inits do only every few seconds.
 const REAP_WAIT: Duration = Duration::from_secs(5);
 
 /// The wrapper of an unsandboxed instance (`isolation: none`), which joins the cgroup itself.
@@ -332,6 +333,7 @@ pub(crate) async fn supervise(
     let end = tokio::select! {
         status = child.wait() => {
             group.kill_stragglers().await;
+            group.reap_adopted();
             RunEnd { status: status.ok(), stopped: false }
         }
         // A dropped sender means the same as a request: nobody is left to supervise this run.

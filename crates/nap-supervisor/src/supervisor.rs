@@ -127,6 +127,10 @@ struct Shared {
 impl Supervisor {
     /// Starts the supervisor (inside a tokio runtime).
     ///
+    /// It makes the process a child subreaper, so that the zombies an instance's processes
+    /// leave when their parent exits first (bwrap's init, every time) are the supervisor's
+    /// to reap at once, not init's.
+    ///
     /// First it stops the instances that a previous daemon with the same `state_dir` left
     /// running (their pid records are still there): each gets SIGTERM, SIGKILL after
     /// `stop_grace`, and its cgroup and record are removed. They are not adopted: their output
@@ -145,6 +149,7 @@ impl Supervisor {
                 source,
             })?;
         }
+        crate::group::adopt_orphans();
         let highest_serial = orphans::stop_orphans(&config.state_dir, config.stop_grace).await;
         let (cgroups, memory_limits) = Cgroups::detect(config.cgroups).await;
         match &memory_limits {

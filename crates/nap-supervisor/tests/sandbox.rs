@@ -162,6 +162,32 @@ while True:
     assert!(crate::util::group_is_gone(started.pid));
 }
 
+/// bwrap's outer process exits without waiting for its init, which is left a zombie. The
+/// supervisor adopts such orphans (its process is a child subreaper) and reaps them in the
+/// stop: when the stop returns nothing of the instance is left, not even a zombie for an
+/// init that reaps only every few seconds (as this machine's does), or never.
+#[tokio::test]
+async fn a_stopped_sandbox_leaves_no_zombie_behind() {
+    let fixture = Fixture::new().await;
+    assert!(
+        nix::sys::prctl::get_child_subreaper().expect("prctl"),
+        "the supervisor does not adopt its instances' orphans"
+    );
+    fixture.write("probe.py", PROBE_PY);
+    let started = fixture
+        .supervisor
+        .start(fixture.spec("probe", 1, "python3 probe.py"))
+        .await
+        .expect("start");
+    log_line(&fixture, "probe", "cwd ").await;
+    fixture.supervisor.stop(&started.id).await.expect("stop");
+    assert!(
+        crate::util::group_is_gone(started.pid),
+        "a zombie of the sandbox is left after the stop"
+    );
+    fixture.supervisor.shutdown().await;
+}
+
 /// Set (to a directory) in the environment of the test re-run as the daemon that dies.
 const DYING_DAEMON: &str = "NAP_SUPERVISOR_TEST_DYING_DAEMON";
 /// `off` or `auto`: the dying daemon's cgroup mode.

@@ -1,11 +1,12 @@
-//! Faults: a pushing client killed at each step of a deploy, concurrent creations of one
-//! app, and pushes too large to check out.
+//! Faults: a pushing client killed at each step of a deploy (the build among them), the
+//! client of each other operation killed while it starts an instance, concurrent
+//! creations of one app, and pushes too large to check out.
 //!
-//! After a client is killed, the test waits for the daemon's "the push is over" line,
-//! then checks what a careful operator would: every process running under the data
-//! directory is an instance `ps` knows, all of the release the app's record names; that
-//! release is the commit the branch points at; and the next push gets a number never
-//! used before.
+//! After a client is killed, the test waits for the daemon's "the push is over" (or
+//! "the operation is over") line, then checks what a careful operator would: every
+//! process running under the data directory is an instance `ps` knows, all of the
+//! release the app's record names; that release is the commit the branch points at; and
+//! the next push gets a number never used before.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -47,6 +48,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
 
+/// A build step that touches GATES/building, then waits while GATES/hold-build exists.
+const GATED_BUILD_PY: &str = r#"
+import os, pathlib, time
+gates = pathlib.Path(os.environ["NAP_STORAGE"])
+(gates / "building").touch()
+while (gates / "hold-build").exists():
+    time.sleep(0.02)
+"#;
+
 /// Where a pushing client is killed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Point {
@@ -54,6 +64,8 @@ enum Point {
     BeforeGit,
     /// As the deploy begins: the checkout.
     Checkout,
+    /// While the profile's `build:` runs.
+    Build,
     /// While the new instances start.
     InstancesStart,
     /// While the old instances stop.
@@ -110,15 +122,7 @@ impl Pushing {
 
     /// Kills git and its ssh at once, as a client that vanishes.
     fn kill(&mut self) {
-        if self.child.try_wait().is_ok_and(|status| status.is_some()) {
-            return;
-        }
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
@@ -126,6 +130,20 @@ impl Drop for Pushing {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Kills `child`, which leads a process group of its own, with all of its group (a
+/// client and the ssh it started), and reaps it.
+fn kill_group(child: &mut Child) {
+    if child.try_wait().is_ok_and(|status| status.is_some()) {
+        return;
+    }
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
 }
 
 /// Waits until `path` exists (the test app touches it), at most a minute.
@@ -264,6 +282,19 @@ fn assert_consistent(
         Some(release_commit(nap, app, release).as_str()),
         "the running release v{release} is not the commit master points at"
     );
+    assert_instances_consistent(nap, uids, app, scale, release);
+    release
+}
+
+/// `scale` instances of release `release` run, and no process runs that `ps` does not
+/// know.
+fn assert_instances_consistent(
+    nap: &Nap,
+    uids: &std::ops::RangeInclusive<u32>,
+    app: &str,
+    scale: usize,
+    release: u64,
+) {
     let instances = nap.ps(app);
     assert_eq!(instances.len(), scale, "{instances:?}");
     assert!(
@@ -284,7 +315,6 @@ fn assert_consistent(
         reached, recorded,
         "recorded instances without a running process {instances:?}"
     );
-    release
 }
 
 fn kill_the_pusher(point: Point) {
@@ -301,7 +331,17 @@ fn kill_the_pusher(point: Point) {
     assert_eq!(assert_consistent(&nap, &uids, "web", 2), 1);
     let first_commit = branch_commit(&nap, "web");
 
-    alice.commit(&repo, &[("version", "2")], "second");
+    let built_profile = format!("{profile}build: python3 build.py\n");
+    let second: &[(&str, &str)] = if point == Point::Build {
+        &[
+            ("version", "2"),
+            ("build.py", GATED_BUILD_PY),
+            ("profile", &built_profile),
+        ]
+    } else {
+        &[("version", "2")]
+    };
+    alice.commit(&repo, second, "second");
     let hold = |name: &str| std::fs::write(gates.join(name), "").expect("hold");
     let release = |name: &str| std::fs::remove_file(gates.join(name)).expect("release");
     let mut restart = None;
@@ -324,6 +364,7 @@ fn kill_the_pusher(point: Point) {
             wait_for_file(&starting);
         }
         Point::Checkout => {}
+        Point::Build => hold("hold-build"),
         Point::InstancesStart => hold("hold-start"),
         Point::OldStop => hold("hold-stop"),
     }
@@ -331,6 +372,7 @@ fn kill_the_pusher(point: Point) {
     match point {
         Point::BeforeGit => pushing.wait_for_line("Waiting for the push or deploy of web"),
         Point::Checkout => pushing.wait_for_line("-----> Checking out"),
+        Point::Build => wait_for_file(&gates.join("building")),
         Point::InstancesStart => {
             wait_for_file(&gates.join("starting-v2-1"));
             wait_for_file(&gates.join("starting-v2-2"));
@@ -341,6 +383,7 @@ fn kill_the_pusher(point: Point) {
     match point {
         Point::BeforeGit | Point::InstancesStart => release("hold-start"),
         Point::OldStop => release("hold-stop"),
+        Point::Build => release("hold-build"),
         Point::Checkout => {}
     }
     if let Some(restart) = restart {
@@ -380,6 +423,11 @@ fn a_pusher_killed_at_checkout_still_gets_a_consistent_deploy() {
 }
 
 #[test]
+fn a_pusher_killed_during_the_build_still_gets_a_consistent_deploy() {
+    kill_the_pusher(Point::Build);
+}
+
+#[test]
 fn a_pusher_killed_while_instances_start_leaves_no_orphan() {
     kill_the_pusher(Point::InstancesStart);
 }
@@ -387,6 +435,103 @@ fn a_pusher_killed_while_instances_start_leaves_no_orphan() {
 #[test]
 fn a_pusher_killed_while_old_instances_stop_leaves_no_orphan() {
     kill_the_pusher(Point::OldStop);
+}
+
+/// An operation other than a push, whose client is killed while its first new instance
+/// is held at start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Operation {
+    Restart,
+    Scale,
+    ConfigSet,
+    Rollback,
+}
+
+fn kill_the_operator(operation: Operation) {
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let (config, uids) = config_with_own_uids(config_dir.path(), "boot_timeout_secs: 60\n");
+    let nap = Nap::start_with(&["--config", config.to_str().expect("utf-8")]);
+    let gates: PathBuf = nap.data.join("storage/web");
+    let alice = nap.user("alice", "ed25519", false);
+    let profile = "command: python3 gated.py\nscale: 2\n";
+    let repo = alice.repo("web", &[("gated.py", GATED_PY), ("profile", profile)]);
+    alice.deploy(&repo, "web");
+    alice.commit(&repo, &[("version", "2")], "second");
+    alice.deploy(&repo, "web");
+    assert_eq!(assert_consistent(&nap, &uids, "web", 2), 2);
+    let old_pids: Vec<u32> = nap.ps("web").iter().filter_map(|i| i.pid).collect();
+
+    // The command, the file its first new instance touches, and the scale and release
+    // the app must end with: the operation finishes without its client.
+    let (args, marker, scale, release): (&[&str], &str, usize, u64) = match operation {
+        Operation::Restart => (&["restart", "web"], "starting-v2-1", 2, 2),
+        Operation::Scale => (&["scale", "web", "3"], "starting-v2-3", 3, 2),
+        Operation::ConfigSet => (&["config:set", "web", "GREETING=hi"], "starting-v3-1", 2, 3),
+        Operation::Rollback => (&["rollback", "web"], "starting-v3-1", 2, 3),
+    };
+    let marker = gates.join(marker);
+    // A restart's instance touches the file of the one it replaces: wait for a fresh one.
+    let _ = std::fs::remove_file(&marker);
+    std::fs::write(gates.join("hold-start"), "").expect("hold");
+    let mut client = alice
+        .ssh_command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start the operation");
+    wait_for_file(&marker);
+    kill_group(&mut client);
+    std::fs::remove_file(gates.join("hold-start")).expect("release");
+    nap.wait_for_log(&format!("the operation {} is over", args[0]), 1);
+
+    assert_eq!(record(&nap, "web").0, Some(release), "{}", nap.log_text());
+    assert_instances_consistent(&nap, &uids, "web", scale, release);
+    match operation {
+        Operation::Restart => {
+            let pids: Vec<u32> = nap.ps("web").iter().filter_map(|i| i.pid).collect();
+            assert!(
+                pids.iter().all(|pid| !old_pids.contains(pid)),
+                "an instance was not restarted: {old_pids:?} then {pids:?}"
+            );
+        }
+        Operation::Scale => {}
+        Operation::ConfigSet => {
+            let config = text(&alice.ssh(&["config", "web"])).0;
+            assert!(config.contains("GREETING"), "{config}");
+        }
+        Operation::Rollback => assert_eq!(
+            release_commit(&nap, "web", 3),
+            release_commit(&nap, "web", 1),
+            "v3 is not the rollback to v1"
+        ),
+    }
+
+    // The app takes the next operation.
+    let output = alice.ssh(&["restart", "web"]);
+    assert!(output.status.success(), "restart: {:?}", text(&output));
+    assert_instances_consistent(&nap, &uids, "web", scale, release);
+}
+
+#[test]
+fn a_restart_whose_client_is_killed_still_restarts_every_instance() {
+    kill_the_operator(Operation::Restart);
+}
+
+#[test]
+fn a_scale_whose_client_is_killed_still_reaches_its_scale() {
+    kill_the_operator(Operation::Scale);
+}
+
+#[test]
+fn a_config_change_whose_client_is_killed_still_makes_its_release() {
+    kill_the_operator(Operation::ConfigSet);
+}
+
+#[test]
+fn a_rollback_whose_client_is_killed_still_rolls_back() {
+    kill_the_operator(Operation::Rollback);
 }
 
 /// What a user sees of concurrent creations. The race itself (a check and a creation in

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use nap_core::{Action, Caller};
 use tokio::io::AsyncRead;
+use tracing::info;
 
 pub use call::{Call, Command, Gate, USAGE, fail};
 pub(crate) use run::OneOffs;
@@ -337,7 +338,11 @@ async fn run_detached(
             out: &mut out,
             command,
         };
-        (command.handler)(call).await
+        let status = (command.handler)(call).await;
+        // Only the command's name: its arguments may hold config values or a URL's
+        // credentials.
+        info!("the operation {} is over (status {status})", command.name);
+        status
     });
     follow(chunks, operation, out).await
 }

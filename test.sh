@@ -43,4 +43,6 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# Most tests wait (for processes, sockets, pushes, a browser) far more than they
+# compute, so twice as many run at once as there are cores.
+cargo test --workspace -- --test-threads="$(($(nproc) * 2))"

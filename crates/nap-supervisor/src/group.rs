@@ -8,8 +8,8 @@
 //! has reported the app's status, without waiting for init, which is left a zombie. The
 //! supervisor makes the daemon a child subreaper ([`adopt_orphans`]), so such zombies become
 //! the daemon's children, and a stop reaps them ([`Group::reap_adopted`]) instead of waiting
-//! for the host's init, which some inits do only every few seconds (and which is nobody when
-//! nap is a container's first process).
+//! for the host's init, which some inits do only every few seconds. (When nap is a
+//! container's first process, the orphans were always its own, and went unreaped.)
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ mod framing;
 mod hop_by_hop;
 pub mod hostile;
 pub mod refused;
+mod upgrade;
 
 use crate::support::Router;
 use crate::support::raw::{Answer, Instance, Seen};

@@ -135,6 +135,11 @@ impl Wire {
         }
     }
 
+    /// Everything that comes until the router closes the connection.
+    pub async fn rest(&mut self) -> Vec<u8> {
+        self.conn.rest().await
+    }
+
     /// Asserts that the router closes the connection with nothing more.
     pub async fn closed(&mut self) {
         let rest = self.conn.rest().await;

@@ -43,6 +43,8 @@ enum Step {
     Wait(Arc<Notify>),
     /// Tell the test that the steps before are done.
     Signal(Arc<Notify>),
+    /// Read this many bytes (the start of a tunnel, say) and send them back.
+    Echo(usize),
 }
 
 impl Answer {
@@ -69,6 +71,13 @@ impl Answer {
     /// Then tells `done`.
     pub fn then_signal(mut self, done: &Arc<Notify>) -> Answer {
         self.steps.push(Step::Signal(done.clone()));
+        self
+    }
+
+    /// Then reads `count` bytes and writes them back (on a connection that
+    /// has switched protocols, bytes that are no HTTP).
+    pub fn then_echo(mut self, count: usize) -> Answer {
+        self.steps.push(Step::Echo(count));
         self
     }
 
@@ -233,6 +242,14 @@ async fn serve(mut conn: Buffered, log: &Mutex<Log>, answer: &Answerer) {
                 }
                 Step::Wait(go) => go.notified().await,
                 Step::Signal(done) => done.notify_one(),
+                Step::Echo(count) => {
+                    let Ok(bytes) = conn.take(count).await else {
+                        return;
+                    };
+                    if conn.stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
         if steps.close {

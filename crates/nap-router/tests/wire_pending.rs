@@ -6,7 +6,7 @@
 
 use crate::support::raw::run_cases;
 use crate::wire::hostile::{Hostile, hostile};
-use crate::wire::refused::{BAD_REQUEST, Reached, TOO_LARGE, refused};
+use crate::wire::refused::{BAD_CHUNKS, BAD_REQUEST, Reached, TOO_LARGE, refused, refused_chunks};
 use crate::wire::request;
 
 /// Heads hyper reads in a way of its own rather than refusing them.
@@ -17,19 +17,80 @@ async fn ambiguous_heads_are_refused() {
     run_cases([
         // hyper lets Transfer-Encoding win and closes after the response,
         // but the instance gets the request.
-        refused("Content-Length and Transfer-Encoding", request(post, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), BAD_REQUEST, Nothing),
-        refused("Transfer-Encoding and Content-Length", request(post, "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"), BAD_REQUEST, Nothing),
+        refused(
+            "Content-Length and Transfer-Encoding",
+            request(
+                post,
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "Transfer-Encoding and Content-Length",
+            request(
+                post,
+                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                "0\r\n\r\n",
+            ),
+            BAD_REQUEST,
+            Nothing,
+        ),
         // hyper takes two equal lengths for one.
-        refused("two equal Content-Lengths", request(post, "Content-Length: 5\r\nContent-Length: 5\r\n", "hello"), BAD_REQUEST, Nothing),
+        refused(
+            "two equal Content-Lengths",
+            request(post, "Content-Length: 5\r\nContent-Length: 5\r\n", "hello"),
+            BAD_REQUEST,
+            Nothing,
+        ),
         // hyper only looks at the last coding.
-        refused("Transfer-Encoding chunked twice", request(post, "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), BAD_REQUEST, Nothing),
-        refused("Transfer-Encoding chunked, chunked", request(post, "Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"), BAD_REQUEST, Nothing),
-        refused("Transfer-Encoding gzip, chunked", request(post, "Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"), &["HTTP/1.1 501 Not Implemented"], Nothing),
+        refused(
+            "Transfer-Encoding chunked twice",
+            request(
+                post,
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "Transfer-Encoding chunked, chunked",
+            request(post, "Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "Transfer-Encoding gzip, chunked",
+            request(post, "Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+            &["HTTP/1.1 501 Not Implemented"],
+            Nothing,
+        ),
         // httparse takes a bare LF for a line end.
-        refused("bare LF line ends", b"GET /bad HTTP/1.1\nHost: web.localhost\n\n".to_vec(), BAD_REQUEST, Nothing),
-        refused("one bare LF", b"GET /bad HTTP/1.1\r\nHost: web.localhost\nX-A: b\r\n\r\n".to_vec(), BAD_REQUEST, Nothing),
+        refused(
+            "bare LF line ends",
+            b"GET /bad HTTP/1.1\nHost: web.localhost\n\n".to_vec(),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "one bare LF",
+            b"GET /bad HTTP/1.1\r\nHost: web.localhost\nX-A: b\r\n\r\n".to_vec(),
+            BAD_REQUEST,
+            Nothing,
+        ),
         // hyper's limit is about 400 KiB.
-        refused("a head over 64 KiB", request("GET /bad HTTP/1.1", &format!("X-Big: {}\r\n", "b".repeat(64 * 1024)), ""), TOO_LARGE, Nothing),
+        refused(
+            "a head over 64 KiB",
+            request(
+                "GET /bad HTTP/1.1",
+                &format!("X-Big: {}\r\n", "b".repeat(64 * 1024)),
+                "",
+            ),
+            TOO_LARGE,
+            Nothing,
+        ),
     ])
     .await;
 }
@@ -39,19 +100,17 @@ async fn ambiguous_heads_are_refused() {
 /// zeros, takes the size.
 #[tokio::test]
 async fn malformed_chunked_bodies_are_refused() {
-    use Reached::NoWholeRequest;
-    let post = "POST /bad HTTP/1.1";
-    let chunked = "Transfer-Encoding: chunked\r\n";
-    run_cases([
-        refused("a negative chunk size", request(post, chunked, "-1\r\nx\r\n0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-        refused("a chunk size with 0x", request(post, chunked, "0x10\r\n0123456789abcdef\r\n0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-        // hyper only refuses a size that overflows.
-        refused("a chunk size over 16 hex digits", request(post, chunked, "00000000000000001\r\nx\r\n0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-        refused("a chunk size past u64", request(post, chunked, "10000000000000000\r\nx\r\n0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-        refused("chunk data without its CRLF", request(post, chunked, "5\r\nhelloXX0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-        refused("a chunk size line with a bare LF", request(post, chunked, "5\nhello\r\n0\r\n\r\n"), BAD_REQUEST, NoWholeRequest),
-    ])
-    .await;
+    let cases = BAD_CHUNKS
+        .iter()
+        .map(|(name, body)| refused_chunks(name, body, BAD_REQUEST));
+    // hyper only refuses a size that overflows.
+    let leading_zeros = "00000000000000001\r\nx\r\n0\r\n\r\n";
+    let long = refused_chunks(
+        "a chunk size over 16 hex digits",
+        leading_zeros,
+        BAD_REQUEST,
+    );
+    run_cases(cases.chain([long])).await;
 }
 
 /// Responses hyper's client reads in a way of its own.

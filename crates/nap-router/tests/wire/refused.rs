@@ -202,6 +202,33 @@ async fn ambiguous_or_malformed_heads_are_refused() {
     .await;
 }
 
+/// Chunked request bodies that go wrong: a name and the body.
+pub const BAD_CHUNKS: &[(&str, &str)] = &[
+    ("a negative chunk size", "-1\r\nx\r\n0\r\n\r\n"),
+    (
+        "a chunk size with 0x",
+        "0x10\r\n0123456789abcdef\r\n0\r\n\r\n",
+    ),
+    (
+        "a chunk size past u64",
+        "10000000000000000\r\nx\r\n0\r\n\r\n",
+    ),
+    ("chunk data without its CRLF", "5\r\nhelloXX0\r\n\r\n"),
+    ("a chunk size line with a bare LF", "5\nhello\r\n0\r\n\r\n"),
+];
+
+/// A table row for a POST with the chunked `body`, refused with one of
+/// `statuses` after its head may have gone on.
+pub fn refused_chunks(
+    name: &str,
+    body: &str,
+    statuses: &'static [&'static str],
+) -> (String, impl Future<Output = ()> + Send + 'static) {
+    let head = "Transfer-Encoding: chunked\r\n";
+    let request = request("POST /bad HTTP/1.1", head, body);
+    refused(name, request, statuses, Reached::NoWholeRequest)
+}
+
 /// Chunked request bodies that go wrong after their head has gone on to the
 /// instance: it never gets a whole request, the router never reads on past
 /// the bad chunk, and the client's connection closes. The rule is a 400
@@ -209,41 +236,11 @@ async fn ambiguous_or_malformed_heads_are_refused() {
 /// connection broke.
 #[tokio::test]
 async fn malformed_chunked_bodies_never_make_a_whole_request() {
-    use Reached::NoWholeRequest;
     const REFUSED: &[&str] = &["HTTP/1.1 400 Bad Request", "HTTP/1.1 502 Bad Gateway"];
-    let post = "POST /bad HTTP/1.1";
-    let chunked = "Transfer-Encoding: chunked\r\n";
-    run_cases([
-        refused(
-            "a negative chunk size",
-            request(post, chunked, "-1\r\nx\r\n0\r\n\r\n"),
-            REFUSED,
-            NoWholeRequest,
-        ),
-        refused(
-            "a chunk size with 0x",
-            request(post, chunked, "0x10\r\n0123456789abcdef\r\n0\r\n\r\n"),
-            REFUSED,
-            NoWholeRequest,
-        ),
-        refused(
-            "a chunk size past u64",
-            request(post, chunked, "10000000000000000\r\nx\r\n0\r\n\r\n"),
-            REFUSED,
-            NoWholeRequest,
-        ),
-        refused(
-            "chunk data without its CRLF",
-            request(post, chunked, "5\r\nhelloXX0\r\n\r\n"),
-            REFUSED,
-            NoWholeRequest,
-        ),
-        refused(
-            "a chunk size line with a bare LF",
-            request(post, chunked, "5\nhello\r\n0\r\n\r\n"),
-            REFUSED,
-            NoWholeRequest,
-        ),
-    ])
+    run_cases(
+        BAD_CHUNKS
+            .iter()
+            .map(|(name, body)| refused_chunks(name, body, REFUSED)),
+    )
     .await;
 }

@@ -299,6 +299,13 @@ async fn correct_framing_passes_through() {
             Open,
         ),
         passes(
+            "whitespace around a Content-Length",
+            request("POST /ows HTTP/1.1", "Content-Length: \t 3 \r\n", "ows"),
+            &[(OK, "/ows")],
+            &[("POST /ows", "ows")],
+            Open,
+        ),
+        passes(
             "a 60 KiB head",
             request(
                 "GET /big HTTP/1.1",
@@ -383,4 +390,21 @@ async fn an_absolute_form_target_sets_the_host() {
     finish(router, &instance).await;
     let seen = instance.requests();
     assert_eq!(seen[0].head.all("host"), ["web.localhost"]);
+}
+
+/// Field values are passed on as bytes, beyond ASCII too (RFC 9110 §5.5
+/// allows obs-text), both ways.
+#[tokio::test]
+async fn field_values_beyond_ascii_pass_through_as_bytes() {
+    let (router, instance) = web(|_| {
+        Answer::bytes("HTTP/1.1 200 OK\r\nX-Reply: crème brûlée\r\nContent-Length: 2\r\n\r\nok")
+    })
+    .await;
+    let mut wire = Wire::connect(&router).await;
+    wire.send(&request("GET / HTTP/1.1", "X-Name: café\r\n", ""))
+        .await;
+    let response = wire.response(false).await;
+    assert_eq!(response.head.all("x-reply"), ["crème brûlée"]);
+    finish(router, &instance).await;
+    assert_eq!(instance.requests()[0].head.all("x-name"), ["café"]);
 }

@@ -193,6 +193,30 @@ async fn ambiguous_or_malformed_heads_are_refused() {
             Nothing,
         ),
         refused(
+            "a space in the target",
+            request("GET /a b HTTP/1.1", "", ""),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "a NUL in the target",
+            request("GET /a\0b HTTP/1.1", "", ""),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "a field name that is no token",
+            request("GET /bad HTTP/1.1", "X(Name): value\r\n", ""),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
+            "a field line without a colon",
+            request("GET /bad HTTP/1.1", "X-Name value\r\n", ""),
+            BAD_REQUEST,
+            Nothing,
+        ),
+        refused(
             "101 fields",
             request("GET /bad HTTP/1.1", &many_fields(100), ""),
             TOO_LARGE,

@@ -7,6 +7,7 @@
 //! how the router is built. Cases whose rule today's router does not follow
 //! yet are in `wire_pending.rs` (not part of the suite), with the same checks.
 
+mod boundaries;
 mod framing;
 mod hop_by_hop;
 pub mod hostile;

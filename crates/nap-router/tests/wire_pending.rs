@@ -4,10 +4,10 @@
 //! hand-framed HTTP/1.1 path lands. Add `mod wire_pending;` there to run it;
 //! each case says what hyper does instead.
 
-use crate::support::raw::run_cases;
+use crate::support::raw::{Wire, echo_target, run_cases};
 use crate::wire::hostile::{Hostile, hostile};
 use crate::wire::refused::{BAD_CHUNKS, BAD_REQUEST, Reached, TOO_LARGE, refused, refused_chunks};
-use crate::wire::request;
+use crate::wire::{finish, request, web};
 
 /// Heads hyper reads in a way of its own rather than refusing them.
 #[tokio::test]
@@ -125,4 +125,21 @@ async fn ambiguous_responses_are_502() {
         hostile("Content-Length and Transfer-Encoding", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false, BadGateway),
     ])
     .await;
+}
+
+/// A client that closes its sending side once the request is out (as
+/// `printf ... | nc` does) still gets its answer, and then the close, as
+/// nginx does. hyper takes the end of the client's sending side for the end
+/// of the connection and closes it without an answer.
+#[tokio::test]
+async fn a_client_that_half_closes_gets_its_answer() {
+    let (router, instance) = web(echo_target).await;
+    let mut wire = Wire::connect(&router).await;
+    wire.send(&request("GET /half HTTP/1.1", "", "")).await;
+    wire.half_close().await;
+    let response = wire.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/half"));
+    wire.closed().await;
+    finish(router, &instance).await;
+    assert_eq!(instance.summaries(), ["GET /half"]);
 }

@@ -268,3 +268,30 @@ async fn malformed_chunked_bodies_never_make_a_whole_request() {
     )
     .await;
 }
+
+/// A bad request behind good ones on the same connection: the good ones are
+/// answered, the bad one is refused, and nothing behind it is read.
+#[tokio::test]
+async fn a_bad_request_behind_good_ones_ends_the_connection() {
+    let (router, instance) = web(echo_target).await;
+    let mut wire = Wire::connect(&router).await;
+    let requests = [
+        request("GET /1 HTTP/1.1", "", ""),
+        request("POST /2 HTTP/1.1", "Content-Length: 3\r\n", "two"),
+        request(
+            "POST /bad HTTP/1.1",
+            "Content-Length: 1\r\nContent-Length: 2\r\n",
+            "xy",
+        ),
+        SMUGGLED.to_vec(),
+    ];
+    wire.send(&requests.concat()).await;
+    for path in ["/1", "/2"] {
+        let response = wire.response(false).await;
+        assert_eq!((response.status, response.text().as_str()), (200, path));
+    }
+    assert_eq!(wire.response(false).await.head.line, BAD_REQUEST[0]);
+    wire.closed().await;
+    finish(router, &instance).await;
+    assert_eq!(instance.summaries(), ["GET /1", "POST /2"]);
+}

@@ -237,3 +237,85 @@ async fn bytes_on_an_idle_instance_connection_are_no_response() {
         "the connection with stray bytes was used again"
     );
 }
+
+/// An instance answers each request with `reply`, a good response after
+/// which it keeps the connection open although it may not be used again:
+/// the client of each of two requests gets `ok`, and the second reaches the
+/// instance on a connection of its own.
+pub async fn check_not_used_again(reply: &'static str) {
+    let (router, instance) = web(move |_| Answer::bytes(reply)).await;
+    let mut wire = Wire::connect(&router).await;
+    for path in ["/1", "/2"] {
+        wire.send(&request(&format!("GET {path} HTTP/1.1"), "", ""))
+            .await;
+        let response = wire.response(false).await;
+        assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+    }
+    assert_eq!(instance.summaries(), ["GET /1", "GET /2"]);
+    assert_eq!(
+        instance.connections(),
+        2,
+        "the instance connection was used again"
+    );
+    drop(wire);
+    finish(router, &instance).await;
+}
+
+/// What an instance says about its connection holds for that connection, not
+/// the client's: after `Connection: close` or an HTTP/1.0 response the
+/// router does not send it another request (which a hostile instance could
+/// answer as it likes), and the client's connection goes on.
+#[tokio::test]
+async fn a_connection_the_instance_said_it_closes_is_not_used_again() {
+    let case = |name: &str, reply: &'static str| (name.to_owned(), check_not_used_again(reply));
+    run_cases([
+        case(
+            "Connection: close",
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        case(
+            "Connection: close among other tokens",
+            "HTTP/1.1 200 OK\r\nConnection: X-Other, Close\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        case(
+            "an HTTP/1.0 response",
+            "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+    ])
+    .await;
+}
+
+/// Status lines that are odd but valid pass: `status` reaches the client.
+async fn check_status(reply: &'static str, status: u16) {
+    let (router, instance) = web(move |_| Answer::bytes(reply)).await;
+    let mut wire = Wire::connect(&router).await;
+    wire.send(&request("GET / HTTP/1.1", "", "")).await;
+    let response = wire.response(false).await;
+    assert_eq!((response.status, response.text().as_str()), (status, "ok"));
+    drop(wire);
+    finish(router, &instance).await;
+}
+
+#[tokio::test]
+async fn odd_but_valid_status_lines_pass() {
+    let case =
+        |name: &str, reply: &'static str, status| (name.to_owned(), check_status(reply, status));
+    run_cases([
+        case(
+            "no reason phrase",
+            "HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
+            200,
+        ),
+        case(
+            "an unregistered status",
+            "HTTP/1.1 299 Custom\r\nContent-Length: 2\r\n\r\nok",
+            299,
+        ),
+        case(
+            "a reason with spaces",
+            "HTTP/1.1 404 Not Here At All\r\nContent-Length: 2\r\n\r\nok",
+            404,
+        ),
+    ])
+    .await;
+}

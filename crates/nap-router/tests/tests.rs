@@ -12,3 +12,4 @@ mod forwarding;
 mod https;
 mod limits;
 mod upgrade;
+mod wire;

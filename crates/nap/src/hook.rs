@@ -1,5 +1,5 @@
-//! `nap hook pre-receive`: the body of every app repository's pre-receive
-//! hook. It forwards the ref updates and git's quarantine environment to the
+//! The pre-receive hook of every app repository: this binary, run by git through the
+//! repository's `hooks/pre-receive` link (or, the same, as `nap hook pre-receive`). It forwards the ref updates and git's quarantine environment to the
 //! daemon, prints the daemon's progress, and exits with its verdict. It
 //! decides nothing.
 

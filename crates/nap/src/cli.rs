@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nap_daemon::Request;
 
+use crate::blocking_write::BlockingWrite;
 use crate::config::{ServeFlags, settings};
 
 /// git push to deploy: a self-hosted platform in one binary.
@@ -142,8 +143,8 @@ fn remote(
         nap_daemon::call(
             &socket,
             &request,
-            &mut tokio::io::stdout(),
-            &mut tokio::io::stderr(),
+            &mut BlockingWrite(std::io::stdout()),
+            &mut BlockingWrite(std::io::stderr()),
         )
         .await
     })?;

@@ -11,6 +11,8 @@ use anyhow::Context;
 use nap_daemon::Request;
 use nap_daemon::hook::{HookRequest, RefUpdate};
 
+use crate::blocking_write::BlockingWrite;
+
 pub fn pre_receive() -> anyhow::Result<ExitCode> {
     let var = |name: &str| std::env::var(name).ok();
     let socket = PathBuf::from(
@@ -43,8 +45,8 @@ pub fn pre_receive() -> anyhow::Result<ExitCode> {
         .build()?;
     // Everything goes to stderr: git relays it to the pusher as "remote: ".
     let status = runtime.block_on(async {
-        let mut stderr = tokio::io::stderr();
-        let mut stderr2 = tokio::io::stderr();
+        let mut stderr = BlockingWrite(std::io::stderr());
+        let mut stderr2 = BlockingWrite(std::io::stderr());
         nap_daemon::call(&socket, &request, &mut stderr, &mut stderr2).await
     })?;
     Ok(crate::cli::exit_code(status))

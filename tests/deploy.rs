@@ -1,7 +1,7 @@
 //! Every push is a deploy: checkout, profile, supervised instances, health,
 //! rejection that leaves the running release alone, restarts.
 
-use crate::harness::{Nap, announced_ports, http_get, server_profile, text};
+use crate::harness::{Nap, announced_ports, http_get, nap_bin, server_profile, text};
 
 #[test]
 fn scale_three_gives_three_ports_answering_with_their_instance() {
@@ -36,6 +36,85 @@ fn scale_three_gives_three_ports_answering_with_their_instance() {
     let release = std::fs::read_to_string(nap.data.join("apps/web/releases/v1.json")).unwrap();
     assert!(release.contains("\"pusher\": \"alice\""), "{release}");
     assert!(nap.data.join("apps/web/releases/v1/server.py").exists());
+}
+
+/// The commit a bare repository's master points at.
+fn master_of(bare: &std::path::Path) -> String {
+    let output = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(bare)
+        .args(["rev-parse", "refs/heads/master"])
+        .output()
+        .expect("git rev-parse");
+    text(&output).0
+}
+
+/// The hook git runs is the nap binary itself (a link), and it refuses a push that did not
+/// come through nap's door: one straight into the repository on the host, with nothing of
+/// nap's in its environment, and one that names the daemon's socket with a made-up token.
+#[test]
+fn the_hook_is_the_nap_binary_and_pushes_around_nap_are_refused() {
+    let nap = Nap::start();
+    let alice = nap.user("alice", "ed25519", false);
+    let repo = alice.app_repo("web", &server_profile(""));
+    let port = announced_ports(&alice.deploy(&repo, "web"))[0].1;
+    let bare = nap.data.join("repos/web.git");
+    assert_eq!(
+        std::fs::read_link(bare.join("hooks/pre-receive")).expect("the hook is a link"),
+        std::fs::canonicalize(nap_bin()).expect("the nap binary")
+    );
+    let deployed = master_of(&bare);
+
+    alice.commit(&repo, &[("extra.txt", "around nap\n")], "around");
+    let target = bare.to_str().expect("a UTF-8 path");
+    for (token_env, expected) in [
+        (None, "pushes must go through nap"),
+        (
+            Some("0123456789abcdef"),
+            "this push did not come through nap; refused",
+        ),
+    ] {
+        let mut push = alice.git_command(&repo, &["push", target, "master"]);
+        if let Some(token) = token_env {
+            push.env("NAP_SOCKET", nap.data.join("nap.sock"))
+                .env("NAP_HOOK_TOKEN", token);
+        }
+        let output = push.output().expect("git push");
+        let stderr = text(&output).1;
+        assert!(!output.status.success(), "pushed around nap:\n{stderr}");
+        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
+        assert!(stderr.contains("pre-receive hook declined"), "{stderr}");
+        assert_eq!(master_of(&bare), deployed, "the ref moved");
+    }
+    assert!(http_get(port, "/").is_some_and(|body| body.starts_with("web@1 v1")));
+}
+
+/// A repository made by an older nap has a shell script as its hook, which ran `$NAP_BIN
+/// hook pre-receive`; nap no longer sets `NAP_BIN`. Its next push replaces the script with
+/// the link first, and deploys.
+#[test]
+fn a_repository_with_an_older_naps_hook_script_gets_the_link_and_deploys() {
+    let nap = Nap::start();
+    let alice = nap.user("alice", "ed25519", false);
+    let repo = alice.app_repo("web", &server_profile(""));
+    alice.deploy(&repo, "web");
+    let hook = nap.data.join("repos/web.git/hooks/pre-receive");
+    std::fs::remove_file(&hook).expect("remove the link");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n: \"${NAP_BIN:?pushes must go through nap}\"\nexec \"$NAP_BIN\" hook pre-receive\n",
+    )
+    .expect("the old hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+
+    alice.commit(&repo, &[("extra.txt", "second\n")], "second");
+    let output = alice.deploy(&repo, "web");
+    assert!(output.contains("-----> web v2 deployed"), "{output}");
+    assert_eq!(
+        std::fs::read_link(&hook).expect("the hook is a link again"),
+        std::fs::canonicalize(nap_bin()).expect("the nap binary")
+    );
 }
 
 #[test]

@@ -3,14 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nap_core::{AccessError, Action, AppName, Caller, NameError, check_access};
 use nap_store::{AppRecord, DataDir, StoreError};
 use tokio::sync::Mutex;
-
-/// The hook git runs before accepting a push; see `hooks/pre-receive`.
-const PRE_RECEIVE: &str = include_str!("../../../hooks/pre-receive");
 
 /// An app could not be found, created or used.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +52,8 @@ pub enum AppsError {
 
 pub struct Apps {
     data: DataDir,
+    /// The nap binary, which every repository's pre-receive hook is a link to.
+    nap_bin: PathBuf,
     /// Creating an app is rare; one lock keeps two first pushes to one
     /// name from both creating it.
     create: Mutex<()>,
@@ -74,9 +74,10 @@ pub fn now() -> u64 {
 
 impl Apps {
     /// The apps of `data`; each new app gets a uid of its own from `uids`, when given.
-    pub fn new(data: DataDir, uids: Option<RangeInclusive<u32>>) -> Apps {
+    pub fn new(data: DataDir, uids: Option<RangeInclusive<u32>>, nap_bin: PathBuf) -> Apps {
         Apps {
             data,
+            nap_bin,
             create: Mutex::new(()),
             changed: tokio::sync::watch::Sender::new(0),
             uids,
@@ -233,9 +234,10 @@ impl Apps {
         }
         let created = (|| {
             nap_git::init_bare(&staging).map_err(|e| repo_error(e.to_string()))?;
-            let hooks = staging.join("hooks");
-            nap_store::create_dir(&hooks)?;
-            nap_store::atomic_write(&hooks.join("pre-receive"), PRE_RECEIVE.as_bytes(), 0o755)?;
+            crate::hook::install(&staging, &self.nap_bin).map_err(|source| StoreError::Io {
+                path: staging.join(crate::hook::HOOK),
+                source,
+            })?;
             std::fs::rename(&staging, &repo).map_err(|e| repo_error(e.to_string()))?;
             nap_store::create_dir(&self.data.app(app.as_str()))?;
             let record = AppRecord {
@@ -334,7 +336,11 @@ mod tests {
     #[tokio::test]
     async fn of_two_creations_of_one_name_exactly_one_makes_the_app() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let apps = Arc::new(Apps::new(DataDir::new(dir.path()).expect("data dir"), None));
+        let apps = Arc::new(Apps::new(
+            DataDir::new(dir.path()).expect("data dir"),
+            None,
+            PathBuf::from("/bin/false"),
+        ));
         let alice = Caller {
             user: "alice".to_owned(),
             admin: false,

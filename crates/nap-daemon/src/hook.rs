@@ -3,11 +3,16 @@
 //! through nap's own door can ask for a deploy, and the daemon — not the
 //! hook — knows who pushed which app.
 //!
+//! The hook itself is a symbolic link to the nap binary (see [`install`]), which knows by
+//! its name that git runs it as the hook: git starts one process, not a shell that then
+//! starts nap.
+//!
 //! The deploy the hook asks for runs in an operation of its own, which goes on
 //! if the hook dies; what it deployed is left in the push's [`Outcome`], which
 //! the push (`push.rs`) judges once git has exited.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use nap_core::{AppName, Caller};
@@ -17,6 +22,34 @@ use crate::deploy::{Deployed, Failed};
 use crate::operation::{Sink, follow};
 use crate::repo::RepoError;
 use crate::{Daemon, Out};
+
+/// Where git looks for the hook, inside a bare repository.
+pub(crate) const HOOK: &str = "hooks/pre-receive";
+
+/// The name git runs the hook by; the nap binary run by this name is the hook.
+pub const HOOK_NAME: &str = "pre-receive";
+
+/// Makes `repo`'s pre-receive hook a symbolic link to `nap_bin`, unless it is one already
+/// (one `readlink`, which is all a push pays). Whatever else is there, the script of an
+/// older nap or a link to where the binary was, is replaced in one rename, so that a push
+/// running meanwhile sees either hook and never none.
+///
+/// The hook decides nothing, so a link to the binary gives nobody more than the binary
+/// does: run without a push token of the daemon's, which only a `git receive-pack` that nap
+/// started has in its environment, it refuses the push.
+pub(crate) fn install(repo: &Path, nap_bin: &Path) -> std::io::Result<()> {
+    let hook = repo.join(HOOK);
+    if std::fs::read_link(&hook).is_ok_and(|target| target == nap_bin) {
+        return Ok(());
+    }
+    let hooks = repo.join("hooks");
+    std::fs::create_dir_all(&hooks)?;
+    let staging = hooks.join(format!(".{HOOK_NAME}.{}", nap_stdx::random_hex(8)?));
+    std::os::unix::fs::symlink(nap_bin, &staging)?;
+    std::fs::rename(&staging, &hook).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staging);
+    })
+}
 
 /// One line of pre-receive's stdin: `old new ref`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -294,7 +294,7 @@ impl Daemon {
             }
             _ => None,
         };
-        let apps = apps::Apps::new(data.clone(), app_uids);
+        let apps = apps::Apps::new(data.clone(), app_uids, settings.nap_bin.clone());
         // Apps made before nap gave out uids (or while it ran unsandboxed) get theirs now,
         // before anything starts them.
         let assigned = apps

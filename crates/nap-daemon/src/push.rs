@@ -104,9 +104,17 @@ async fn push(
             return 1;
         }
     };
+    // Repositories made by an older nap have a shell script as their hook, and a nap
+    // binary that moved leaves a link to nowhere: both are put right here, under the lock.
+    let repo = daemon.data.repo(app.as_str());
+    if let Err(e) = crate::hook::install(&repo, &daemon.settings.nap_bin) {
+        warn!(app = %app, error = %e, "cannot install the pre-receive hook");
+        out.err(&format!(" !     cannot install the pre-receive hook: {e}"))
+            .await;
+        return 1;
+    }
     let mut command = git_service(&daemon, "receive-pack", &app);
     command
-        .env("NAP_BIN", &daemon.settings.nap_bin)
         .env("NAP_SOCKET", daemon.data.socket())
         .env("NAP_HOOK_TOKEN", push.token());
     let mut child = match command.spawn() {

@@ -48,6 +48,18 @@ pub(crate) const ETC_DIRECTORIES: [&str; 4] = [
     "crypto-policies",
 ];
 
+/// The databases of `nsswitch.conf` that name users and groups. The sandbox's `passwd` and
+/// `group` are its own complete lists (`launch.rs`), so in the copy these are looked up in
+/// `files` only, whatever the host names. Otherwise every lookup that misses (setpriv looks the
+/// app's uid up as a user *name* first, at every start) goes on to the host's other modules:
+/// with Debian's `files systemd`, `libnss_systemd` and the two libraries it needs are loaded,
+/// and it tries systemd's sockets, in every sandboxed start for nothing.
+const OWN_DATABASES: [&str; 5] = ["passwd", "group", "shadow", "gshadow", "initgroups"];
+
+/// Bumped whenever what [`EtcCopies::current`] writes changes for the same host files, so
+/// that a newer nap does not reuse an older nap's copies.
+const COPY_FORMAT: u32 = 2;
+
 /// How many files and links one entry may have (a runaway symlink loop or a huge tree under
 /// `/etc/fonts` must not fill nap's disk).
 const MAX_ENTRIES_PER_SOURCE: usize = 20_000;
@@ -149,6 +161,13 @@ impl EtcCopies {
             let mut budget = MAX_ENTRIES_PER_SOURCE;
             copy_tree(&source, &target, &mut budget, true)?;
         }
+        // Always written, also when the host has none: glibc's defaults without the file are
+        // not `files` for every database on every version.
+        let host_nsswitch =
+            std::fs::read_to_string(self.host_etc.join("nsswitch.conf")).unwrap_or_default();
+        let nsswitch = building.path().join("nsswitch.conf");
+        std::fs::write(&nsswitch, sandbox_nsswitch(&host_nsswitch))?;
+        set_mode(&nsswitch, 0o644)?;
         for extra in &self.extras {
             let (Extra::MountPoint { path, .. } | Extra::Symlink { path, .. }) = extra;
             let at = building.path().join(path);
@@ -221,6 +240,7 @@ impl EtcCopies {
     /// the daemon restarts.) These are a few `stat`s per start.
     fn fingerprint(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
+        COPY_FORMAT.hash(&mut hasher);
         self.extras.hash(&mut hasher);
         for entry in ETC_FILES {
             entry.hash(&mut hasher);
@@ -240,6 +260,25 @@ impl EtcCopies {
         }
         hasher.finish()
     }
+}
+
+/// The sandbox's `nsswitch.conf`: the host's, with the user and group databases
+/// ([`OWN_DATABASES`]) looked up in `files` only. Every other database (`hosts` above all) is
+/// looked up as on the host, so that names resolve inside as they do outside.
+fn sandbox_nsswitch(host: &str) -> String {
+    let mut text: String = OWN_DATABASES
+        .iter()
+        .map(|database| format!("{database}: files\n"))
+        .collect();
+    for line in host.lines() {
+        let database = line.split(['#', ':']).next().unwrap_or("").trim();
+        if line.contains(':') && OWN_DATABASES.contains(&database) {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// Copies `source` to `target`: a file's contents (following a symlink at the top, as
@@ -298,6 +337,33 @@ mod tests {
         let mut copies = EtcCopies::new(state, Vec::new());
         copies.host_etc = host_etc.to_owned();
         copies
+    }
+
+    #[test]
+    fn users_and_groups_are_looked_up_in_the_sandboxs_files_only() {
+        let host = "# comment\npasswd:         files systemd\ngroup: files systemd\n\
+                    shadow: files systemd\ngshadow:  files systemd\n\
+                    hosts: files mdns4_minimal [NOTFOUND=return] dns\nnetgroup: nis\n";
+        let copy = sandbox_nsswitch(host);
+        let databases: Vec<(&str, &str)> = copy
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(database, sources)| (database.trim(), sources.trim()))
+            .collect();
+        assert_eq!(
+            databases,
+            [
+                ("passwd", "files"),
+                ("group", "files"),
+                ("shadow", "files"),
+                ("gshadow", "files"),
+                ("initgroups", "files"),
+                ("hosts", "files mdns4_minimal [NOTFOUND=return] dns"),
+                ("netgroup", "nis"),
+            ]
+        );
+        // A host without the file still gets users and groups from files only.
+        assert!(sandbox_nsswitch("").starts_with("passwd: files\ngroup: files\n"));
     }
 
     #[test]

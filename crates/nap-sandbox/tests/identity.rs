@@ -41,6 +41,29 @@ both_modes! {
     }
 }
 
+both_modes! {
+    async fn user_lookups_load_no_name_service_module(fx: Fixture) {
+        // A name that is nobody's, as setpriv's lookup of the app's uid as a name is: with
+        // the host's nsswitch.conf (Debian's `files systemd`), the miss goes on to
+        // libnss_systemd, which the loader then maps. The sandbox answers from its files.
+        let run = fx
+            .sh("LD_DEBUG=libs getent passwd no-such-user-here 2>&1; \
+                 LD_DEBUG=libs getent group 4242 2>&1; \
+                 grep -E '^(passwd|group|shadow):' /etc/nsswitch.conf")
+            .await;
+        let modules: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|line| line.contains("libnss_") && !line.contains("libnss_files"))
+            .collect();
+        assert!(modules.is_empty(), "modules loaded: {modules:#?}");
+        assert!(
+            run.stdout.ends_with("passwd: files\ngroup: files\nshadow: files\n"),
+            "{run:#?}"
+        );
+    }
+}
+
 /// Set for the run of the test below with supplementary groups.
 const WITH_GROUPS_VAR: &str = "NAP_SANDBOX_TEST_WITH_GROUPS";
 

@@ -1,7 +1,8 @@
 //! Deciding whether a freshly started instance is healthy, by the rule of
 //! [`nap_runtime::health`].
 //!
-//! The port is tried every [`PROBE_INTERVAL`] from the start, while the process it started
+//! The port is tried at once, then again after 1, 2, 3 … ms and every 10 ms from then on
+//! ([`probe_delay`]), while the process it started
 //! with is still running (it has not exited or been restarted since): a connection that
 //! succeeds makes it healthy at once. At the end of the grace period an instance that listens
 //! on other TCP ports but not on its own is unhealthy: it would never get traffic from the
@@ -14,10 +15,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nap_runtime::health::{CONNECT_TIMEOUT, PROBE_INTERVAL, accepts, connect_error};
+use nap_runtime::health::{CONNECT_TIMEOUT, accepts, connect_error, probe_delay};
 use nap_runtime::{HealthPolicy, Unhealthy};
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
+use tokio::time::{Instant, sleep_until};
 
 use crate::cgroup::Cgroup;
 use crate::group::Group;
@@ -88,8 +89,9 @@ pub(crate) async fn check(watch: HealthWatch, policy: HealthPolicy) -> Result<Ve
     // Set once the instance was found listening nowhere at the end of the grace: it is looked
     // at again at the boot deadline.
     let mut booting = false;
-    let mut poll = interval(PROBE_INTERVAL);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The next try of the port, counted from the end of the one before.
+    let mut attempt = 0;
+    let mut next_try = started;
     let listening = loop {
         let deadline = if booting { boot_over } else { grace_over };
         tokio::select! {
@@ -124,10 +126,12 @@ pub(crate) async fn check(watch: HealthWatch, policy: HealthPolicy) -> Result<Ve
                     return Err(unhealthy(not_running(&now)));
                 }
             }
-            _ = poll.tick() => {
+            () = sleep_until(next_try) => {
                 if accepts(address, READY_CONNECT_TIMEOUT).await {
                     break true;
                 }
+                attempt += 1;
+                next_try = Instant::now() + probe_delay(attempt);
             }
         }
     };

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nap_daemon::Request;
 
+use crate::blocking_write::BlockingWrite;
 use crate::config::{ServeFlags, settings};
 
 /// git push to deploy: a self-hosted platform in one binary.
@@ -67,6 +68,9 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
+    if run_as_hook() {
+        return crate::hook::pre_receive();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(flags) => serve(cli.data, *flags),
@@ -107,6 +111,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Every app repository's `hooks/pre-receive` is a link to this binary, which git runs by
+/// that name and with no arguments (`nap_daemon::hook::install`): then this binary is the
+/// hook, with no shell in between.
+fn run_as_hook() -> bool {
+    let mut args = std::env::args_os();
+    let name = args.next().map(PathBuf::from);
+    args.next().is_none()
+        && name
+            .as_deref()
+            .and_then(std::path::Path::file_name)
+            .is_some_and(|name| name == nap_daemon::hook::HOOK_NAME)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,8 +143,8 @@ fn remote(
         nap_daemon::call(
             &socket,
             &request,
-            &mut tokio::io::stdout(),
-            &mut tokio::io::stderr(),
+            &mut BlockingWrite(std::io::stdout()),
+            &mut BlockingWrite(std::io::stderr()),
         )
         .await
     })?;

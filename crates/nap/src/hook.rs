@@ -1,5 +1,5 @@
-//! `nap hook pre-receive`: the body of every app repository's pre-receive
-//! hook. It forwards the ref updates and git's quarantine environment to the
+//! The pre-receive hook of every app repository: this binary, run by git through the
+//! repository's `hooks/pre-receive` link (or, the same, as `nap hook pre-receive`). It forwards the ref updates and git's quarantine environment to the
 //! daemon, prints the daemon's progress, and exits with its verdict. It
 //! decides nothing.
 
@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use nap_daemon::Request;
 use nap_daemon::hook::{HookRequest, RefUpdate};
+
+use crate::blocking_write::BlockingWrite;
 
 pub fn pre_receive() -> anyhow::Result<ExitCode> {
     let var = |name: &str| std::env::var(name).ok();
@@ -43,8 +45,8 @@ pub fn pre_receive() -> anyhow::Result<ExitCode> {
         .build()?;
     // Everything goes to stderr: git relays it to the pusher as "remote: ".
     let status = runtime.block_on(async {
-        let mut stderr = tokio::io::stderr();
-        let mut stderr2 = tokio::io::stderr();
+        let mut stderr = BlockingWrite(std::io::stderr());
+        let mut stderr2 = BlockingWrite(std::io::stderr());
         nap_daemon::call(&socket, &request, &mut stderr, &mut stderr2).await
     })?;
     Ok(crate::cli::exit_code(status))

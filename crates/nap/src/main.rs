@@ -1,6 +1,7 @@
 //! `nap`: git push to deploy, in one binary. This file is only glue: parse
 //! the arguments, run, print an error once, set the exit code.
 
+mod blocking_write;
 mod cli;
 mod config;
 mod hook;

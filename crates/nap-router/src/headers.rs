@@ -209,6 +209,66 @@ pub(crate) fn add_forwarded(
     headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
+/// Whether header `name` (as it came, any case) is hop-by-hop whatever `Connection`
+/// says: the raw-bytes counterpart of [`strip_hop_by_hop`]'s list.
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        17 => is("transfer-encoding"),
+        _ => name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"proxy-"),
+    }
+}
+
+/// What the `Connection` headers of a message say, read from their raw values.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct ConnectionOptions {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+    /// Whether they name other headers, which are then hop-by-hop too.
+    pub(crate) names_headers: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds the tokens of one `Connection` header value.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for token in tokens(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.names_headers = true;
+            }
+        }
+    }
+}
+
+/// The comma-separated, trimmed, non-empty tokens of a raw header value.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&byte| byte == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether a `Connection` header among `headers` names header `name`. `Host` is never
+/// taken as named: losing it would be a way to reach an app's default virtual host.
+pub(crate) fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    !name.eq_ignore_ascii_case("host")
+        && headers
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case("connection"))
+            .any(|header| {
+                tokens(header.value).any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

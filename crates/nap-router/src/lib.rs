@@ -44,11 +44,16 @@ use std::pin::Pin;
 use std::time::Duration;
 
 mod body;
+mod buffer;
 mod forward;
+mod framing;
+mod h1;
 mod headers;
 mod host;
 mod pool;
 mod proxy;
+mod request;
+mod response;
 mod routes;
 mod server;
 mod stop;
@@ -97,6 +102,9 @@ pub struct Options {
     /// (`/.well-known/acme-challenge/TOKEN`, any host); `None` answers none and
     /// routes those paths like any other.
     pub challenges: Option<Challenges>,
+    /// Serve plain-HTTP clients with the router's own HTTP/1.1 framing (httparse and
+    /// raw connections to instances) instead of hyper's; default false for now.
+    pub http1_by_hand: bool,
 }
 
 impl Default for Options {
@@ -111,6 +119,7 @@ impl Default for Options {
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             traffic: Traffic::new(),
             challenges: None,
+            http1_by_hand: false,
         }
     }
 }

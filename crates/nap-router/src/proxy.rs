@@ -3,6 +3,7 @@
 //! Forwarding itself — which instance is tried when, and what is retried —
 //! is in `forward`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,10 +23,14 @@ use nap_certs::{ChallengeLookup, Challenges};
 use tracing::{Level, debug};
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::forward::{Order, Template, Unanswered, Unsent};
+use crate::forward::{Hyper, Template, Unanswered};
 use crate::pool::Checkin;
 use crate::table::{App, RouteView, Table};
 use crate::{BoxFuture, Options, headers, host};
+
+/// The page of a redirect to HTTPS when there is no HTTPS listener to go to.
+pub(crate) const NO_HTTPS: &str =
+    "503 Service Unavailable: this host is served over HTTPS only, and HTTPS is off\n";
 
 /// The byte copying of an upgraded connection (a WebSocket), which outlives
 /// the request that set it up.
@@ -39,24 +44,36 @@ pub(crate) type TunnelSlot = Arc<Mutex<Option<Tunnel>>>;
 pub(crate) struct Proxy {
     domain: String,
     pub(crate) connect_timeout: Duration,
-    retry_body_limit: u64,
+    /// How long a client may take to send a request head (HTTP/1.1; hyper's own
+    /// timer for HTTP/2).
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) retry_body_limit: u64,
     /// The ACME HTTP-01 challenges to answer on plain HTTP.
-    challenges: Option<Challenges>,
+    pub(crate) challenges: Option<Challenges>,
     /// The port of the HTTPS listener, for redirects; `None` without one.
     https_port: Option<u16>,
 }
 
-/// What a request's Host leads to.
-#[derive(Clone, Copy)]
-enum Target<'a> {
+/// What a request's Host leads to; names live as long as `'n`, the app `'t`.
+pub(crate) enum Target<'n, 't> {
     /// This app (its name, for messages and the log).
-    App(&'a str, &'a App),
+    App(Cow<'n, str>, &'t App),
     /// A custom host whose app wants HTTPS, asked over plain HTTP.
-    Redirect(&'a str),
+    Redirect(Cow<'n, str>),
     /// `APP.<domain>` of no app.
-    NoSuchApp(&'a str),
+    NoSuchApp(Cow<'n, str>),
     /// Nothing the router serves.
     Nothing,
+}
+
+impl Target<'_, '_> {
+    /// The app's name for the log line; `-` for no app.
+    pub(crate) fn app_name(&self) -> &str {
+        match self {
+            Target::App(name, _) => name,
+            _ => "-",
+        }
+    }
 }
 
 /// Who is at the other end of a client connection, worked out once per
@@ -64,11 +81,11 @@ enum Target<'a> {
 pub(crate) struct Client {
     pub(crate) addr: SocketAddr,
     /// The client's address as it goes into `X-Forwarded-For`.
-    forwarded_for: HeaderValue,
+    pub(crate) forwarded_for: HeaderValue,
     /// `X-Forwarded-Proto`: how the client reached the router.
-    proto: HeaderValue,
+    pub(crate) proto: HeaderValue,
     /// Whether it came over TLS.
-    https: bool,
+    pub(crate) https: bool,
 }
 
 impl Client {
@@ -90,6 +107,7 @@ impl Proxy {
         Proxy {
             domain: host::normalise_domain(&options.domain),
             connect_timeout: options.connect_timeout,
+            header_read_timeout: options.header_read_timeout,
             retry_body_limit: u64::try_from(options.retry_body_limit).unwrap_or(u64::MAX),
             challenges: options.challenges.clone(),
             https_port,
@@ -125,30 +143,9 @@ impl Proxy {
         let table = newest(routes);
         let host = request_host(&request);
         let text = host.as_ref().and_then(|host| host.to_str().ok());
-        let name = text.and_then(|text| host::app_name(text, &self.domain));
-        // `APP.<domain>` first, the usual case and one lookup; custom hosts after.
-        let custom;
-        let target = match name
-            .as_deref()
-            .and_then(|name| Some((name, table.app(name)?)))
-        {
-            Some((name, app)) => Target::App(name, app),
-            None => {
-                custom = text.and_then(host::custom_host);
-                match custom
-                    .as_deref()
-                    .and_then(|custom| Some((custom, table.host(custom)?)))
-                {
-                    Some((custom, (found, _))) if found.https_redirect && !client.https => {
-                        Target::Redirect(custom)
-                    }
-                    Some((_, (found, app))) => Target::App(&found.app, app),
-                    None => name.as_deref().map_or(Target::Nothing, Target::NoSuchApp),
-                }
-            }
-        };
+        let target = self.target(&table, text, client.https);
         let mut instance = None;
-        let response = match (target, &host) {
+        let response = match (&target, &host) {
             (Target::App(app_name, app), Some(host)) => {
                 self.route(
                     request,
@@ -162,19 +159,15 @@ impl Proxy {
                 .await
             }
             (Target::Redirect(custom), _) => self.redirect(&request, custom),
-            (Target::NoSuchApp(name), _) => page(
-                StatusCode::NOT_FOUND,
-                format!("404 Not Found: no app named {name}\n"),
-            ),
-            _ => self.no_app_here(),
+            (target, _) => {
+                let (status, text) = self.refusal(target);
+                page(status, text)
+            }
         };
         if let Some(started) = started {
             debug!(
                 client = %client.addr,
-                app = match target {
-                    Target::App(app_name, _) => app_name,
-                    _ => "-",
-                },
+                app = target.app_name(),
                 instance = %Optional(instance),
                 status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64,
@@ -207,8 +200,6 @@ impl Proxy {
                 format!("502 Bad Gateway: {name} has no running instance\n"),
             );
         }
-        let order = Order::of(app);
-
         // hyper hands an upgraded connection over only for HTTP/1.1.
         let upgrade =
             request.version() == Version::HTTP_11 && headers::is_upgrade(request.headers());
@@ -238,29 +229,14 @@ impl Proxy {
             parts.uri
         };
         headers::add_forwarded(&mut headers, &client.forwarded_for, &client.proto, host);
-        let template = Template::new(parts.method, uri, headers);
-
-        let mut forwarded = self
-            .forward(app, &order, template, body, idempotent, upgrade)
+        let mut transport = Hyper {
+            template: Template::new(parts.method, uri, headers),
+            upgrade,
+        };
+        let forwarded = self
+            .send(&mut transport, (routes, table, app), name, body, idempotent)
             .await;
-        // Every instance of these routes was being drained (the request read its routes
-        // before the ones that replaced them): the newest routes take it, once.
-        if let Err(Unanswered::Unsent(unsent)) = forwarded {
-            let fresh = newest(routes);
-            forwarded = match fresh.app(name) {
-                Some(app)
-                    if unsent.retired
-                        && !Arc::ptr_eq(&fresh, table)
-                        && !app.instances.is_empty() =>
-                {
-                    let Unsent { template, body, .. } = *unsent;
-                    self.forward(app, &Order::of(app), template, body, idempotent, upgrade)
-                        .await
-                }
-                _ => Err(Unanswered::Unsent(unsent)),
-            };
-        }
-        let (mut response, upstream, connection, claim) = match forwarded {
+        let ((mut response, connection), upstream, claim) = match forwarded {
             Ok(answered) => answered,
             Err(unanswered) => {
                 if let Unanswered::Broke(addr) = unanswered {
@@ -307,20 +283,12 @@ impl Proxy {
     /// 308 to the same host and path over HTTPS (308, unlike 301, keeps the method and
     /// body). Without an HTTPS listener there is nowhere to go: the app answers.
     fn redirect(&self, request: &Request<Incoming>, host: &str) -> Response<ResponseBody> {
-        let Some(port) = self.https_port else {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: this host is served over HTTPS only, and HTTPS is off\n",
-            );
-        };
         let path = request
             .uri()
             .path_and_query()
             .map_or("/", |path| path.as_str());
-        let location = if port == 443 {
-            format!("https://{host}{path}")
-        } else {
-            format!("https://{host}:{port}{path}")
+        let Some(location) = self.redirect_location(host, path) else {
+            return page(StatusCode::SERVICE_UNAVAILABLE, NO_HTTPS);
         };
         // The host is a key of the snapshot and the path passed hyper's URI parser, so
         // this cannot fail; refuse rather than send a header nobody checked.
@@ -335,14 +303,61 @@ impl Proxy {
         response
     }
 
-    fn no_app_here(&self) -> Response<ResponseBody> {
-        page(
-            StatusCode::NOT_FOUND,
-            format!(
-                "404 Not Found: no app here; apps are at http://APP.{}/\n",
-                self.domain
+    /// Where a 308 for `host` and `path` (with its query) sends the client: the same
+    /// host and path on the HTTPS listener's port. `None` without an HTTPS listener.
+    pub(crate) fn redirect_location(&self, host: &str, path: &str) -> Option<String> {
+        let port = self.https_port?;
+        Some(if port == 443 {
+            format!("https://{host}{path}")
+        } else {
+            format!("https://{host}:{port}{path}")
+        })
+    }
+
+    /// What a request with Host `host` (as text, if it is text) leads to in `table`;
+    /// `https` if it came over TLS.
+    pub(crate) fn target<'n, 't: 'n>(
+        &self,
+        table: &'t Table,
+        host: Option<&'n str>,
+        https: bool,
+    ) -> Target<'n, 't> {
+        let name = host.and_then(|text| host::app_name(text, &self.domain));
+        // `APP.<domain>` first, the usual case and one lookup; custom hosts after.
+        if let Some(name) = name.as_ref()
+            && let Some(app) = table.app(name)
+        {
+            return Target::App(name.clone(), app);
+        }
+        let custom = host.and_then(host::custom_host);
+        match custom
+            .as_ref()
+            .and_then(|custom| Some((custom, table.host(custom)?)))
+        {
+            Some((custom, (found, _))) if found.https_redirect && !https => {
+                Target::Redirect(custom.clone())
+            }
+            Some((_, (found, app))) => Target::App(Cow::Borrowed(&found.app), app),
+            None => name.map_or(Target::Nothing, Target::NoSuchApp),
+        }
+    }
+
+    /// The status and page of a target that is not forwarded (not an app, or a
+    /// redirect).
+    pub(crate) fn refusal(&self, target: &Target<'_, '_>) -> (StatusCode, String) {
+        match target {
+            Target::NoSuchApp(name) => (
+                StatusCode::NOT_FOUND,
+                format!("404 Not Found: no app named {name}\n"),
             ),
-        )
+            _ => (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "404 Not Found: no app here; apps are at http://APP.{}/\n",
+                    self.domain
+                ),
+            ),
+        }
     }
 
     /// Reads a small body of an idempotent request in full so that it can be
@@ -444,7 +459,7 @@ fn page(status: StatusCode, text: impl Into<String>) -> Response<ResponseBody> {
 }
 
 /// An optional address for the log: the address or `-`.
-struct Optional(Option<SocketAddr>);
+pub(crate) struct Optional(pub(crate) Option<SocketAddr>);
 
 impl fmt::Display for Optional {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

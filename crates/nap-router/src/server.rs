@@ -46,6 +46,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     limit: usize,
     shutdown_grace: Duration,
+    /// Plain-HTTP clients go through `h1` rather than hyper.
+    by_hand: bool,
 }
 
 /// Ends what was started when dropped: the workers' connections are cut if
@@ -82,6 +84,7 @@ pub(crate) async fn run(
         permits: Arc::new(Semaphore::new(limit)),
         limit,
         shutdown_grace: options.shutdown_grace,
+        by_hand: options.http1_by_hand,
     });
     // Stop accepting and finish what is in progress...
     let stop = Arc::new(Stop::default());
@@ -232,7 +235,7 @@ async fn accept_loop(
                         None => {
                             let task = serve_connection(
                                 shared,
-                                TokioIo::new(stream),
+                                stream,
                                 Client::new(peer, false),
                                 routes,
                                 stopping,
@@ -277,7 +280,7 @@ async fn accept_loop(
 /// one of them set one up.
 async fn serve_connection<Stream>(
     shared: Arc<Shared>,
-    stream: TokioIo<Stream>,
+    stream: Stream,
     client: Client,
     routes: RouteView,
     mut stopping: Stopping,
@@ -286,6 +289,11 @@ async fn serve_connection<Stream>(
 ) where
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if shared.by_hand && !client.https {
+        crate::h1::serve(&shared.proxy, stream, &client, routes, &mut stopping).await;
+        return;
+    }
+    let stream = TokioIo::new(stream);
     let tunnel = TunnelSlot::default();
     // Only this connection's requests use it, one at a time, so the lock is
     // never contended; it lets a request look at the newest routes again
@@ -357,7 +365,7 @@ async fn serve_tls(
     if tls.is_http2() {
         serve_http2(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
     } else {
-        serve_connection(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
+        serve_connection(shared, tls, client, routes, stopping, permit).await;
     }
 }
 

@@ -65,6 +65,13 @@ pub(crate) struct Stopping {
     registered: Option<Waker>,
 }
 
+impl Stopping {
+    /// Whether the stop has been asked for, without waiting (an atomic load).
+    pub(crate) fn asked(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+}
+
 impl Future for Stopping {
     type Output = ();
 

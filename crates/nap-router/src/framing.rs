@@ -8,6 +8,8 @@
 //! response goes out in one write, a large one streams.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -235,4 +237,34 @@ fn chunk_size_line(out: &mut Vec<u8>, size: u64) {
         out.push(b"0123456789abcdef"[((size >> (shift * 4)) & 0xf) as usize]);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// A writer that remembers whether anything went through it: whether a client has
+/// seen any of a response yet, and can still be given an error page instead.
+pub(crate) struct Tally<'w, W> {
+    pub(crate) inner: &'w mut W,
+    pub(crate) wrote: bool,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Tally<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut *this.inner).poll_write(cx, bytes);
+        if matches!(poll, Poll::Ready(Ok(written)) if written > 0) {
+            this.wrote = true;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
 }

@@ -467,24 +467,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             } else {
                 Chunks::Plain
             };
-            let to = &mut self.reader.stream;
+            let mut to = framing::Tally {
+                inner: &mut self.reader.stream,
+                wrote: false,
+            };
             let relayed = match body {
                 Body::None => Ok(()),
                 Body::Length(length) => {
-                    framing::relay_length(&mut instance, to, self.out, length).await
+                    framing::relay_length(&mut instance, &mut to, self.out, length).await
                 }
-                Body::Chunked => framing::relay_chunked(&mut instance, to, self.out, chunks).await,
+                Body::Chunked => {
+                    framing::relay_chunked(&mut instance, &mut to, self.out, chunks).await
+                }
                 Body::UntilClose => {
-                    framing::relay_until_close(&mut instance, to, self.out, chunks).await
+                    framing::relay_until_close(&mut instance, &mut to, self.out, chunks).await
                 }
             };
             let relayed = match relayed {
-                Ok(()) => framing::flush(to, self.out).await,
+                Ok(()) => framing::flush(&mut to, self.out).await,
                 failed => failed,
             };
+            let wrote = to.wrote;
             if let Err(failure) = relayed {
                 debug!(instance = %upstream.addr, %failure, "response cut short");
                 self.out.clear();
+                // Nothing of it reached the client yet: it can still get a proper
+                // answer instead.
+                if !wrote && !matches!(failure, Failure::Sink(_)) {
+                    return self.bad_gateway("its response broke", body_read).await;
+                }
                 return (code, false);
             }
             // Bytes after the end of the response are something no request asked for:

@@ -1,5 +1,8 @@
 //! A router on 127.0.0.1 and the instances behind it: small hyper servers,
-//! python processes, and hand-written TCP servers for the odd cases.
+//! python processes, and hand-written TCP servers for the odd cases (`raw`:
+//! a client and an instance that speak bytes a test chooses).
+
+pub mod raw;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -13,3 +13,4 @@ mod framing;
 mod https;
 mod limits;
 mod upgrade;
+mod wire;

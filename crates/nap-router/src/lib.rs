@@ -102,8 +102,8 @@ pub struct Options {
     /// (`/.well-known/acme-challenge/TOKEN`, any host); `None` answers none and
     /// routes those paths like any other.
     pub challenges: Option<Challenges>,
-    /// Serve plain-HTTP clients with the router's own HTTP/1.1 framing (httparse and
-    /// raw connections to instances) instead of hyper's; default false for now.
+    /// Serve HTTP/1.x clients (plain and over TLS) with the router's own framing
+    /// (httparse, raw connections to instances) instead of hyper's; default true.
     pub http1_by_hand: bool,
 }
 
@@ -119,7 +119,7 @@ impl Default for Options {
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             traffic: Traffic::new(),
             challenges: None,
-            http1_by_hand: false,
+            http1_by_hand: true,
         }
     }
 }

@@ -106,6 +106,9 @@ pub(crate) fn parse<'b>(
     if length > MAX_HEAD {
         return Err(too_large());
     }
+    if has_bare_lf(&buffer[..length]) {
+        return Err(BAD_REQUEST);
+    }
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
     else {
@@ -192,12 +195,15 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// A request's `Transfer-Encoding`: exactly `chunked`, or refused (501 if it names a
-/// coding the router does not know at all, 400 otherwise).
+/// A request's `Transfer-Encoding`: exactly `chunked`, or refused. 501 if it names a
+/// coding the router does not know, or one it knows but does not decode before a final
+/// `chunked` (`gzip, chunked`); 400 if `chunked` is not last or not alone of its kind,
+/// which leaves the length unknowable (RFC 9112 §6.1, §6.3).
 fn chunked(codings: &[u8]) -> Result<Framing, Refusal> {
     if codings.trim_ascii().eq_ignore_ascii_case(b"chunked") {
         return Ok(Framing::Chunked);
     }
+    let is_chunked = |coding: &[u8]| coding.eq_ignore_ascii_case(b"chunked");
     let known = |coding: &[u8]| {
         [
             &b"chunked"[..],
@@ -210,14 +216,33 @@ fn chunked(codings: &[u8]) -> Result<Framing, Refusal> {
         .iter()
         .any(|known| coding.eq_ignore_ascii_case(known))
     };
-    if headers::tokens(codings).all(known) {
-        Err(BAD_REQUEST)
-    } else {
-        Err(Refusal {
-            status: StatusCode::NOT_IMPLEMENTED,
-            text: "501 Not Implemented: unknown transfer coding\n",
-        })
+    let not_implemented = Refusal {
+        status: StatusCode::NOT_IMPLEMENTED,
+        text: "501 Not Implemented: unknown transfer coding\n",
+    };
+    if !headers::tokens(codings).all(known) {
+        return Err(not_implemented);
     }
+    let chunked_last = headers::tokens(codings).last().is_some_and(is_chunked);
+    if chunked_last
+        && headers::tokens(codings)
+            .filter(|coding| is_chunked(coding))
+            .count()
+            == 1
+    {
+        Err(not_implemented)
+    } else {
+        Err(BAD_REQUEST)
+    }
+}
+
+/// Whether a head ends a line with a bare LF anywhere. httparse accepts one (RFC 9112
+/// §2.2 allows it); the router does not, so that no two readers of a head can split
+/// its lines differently.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(at, &byte)| byte == b'\n' && (at == 0 || head[at - 1] != b'\r'))
 }
 
 /// A header value as text, if it is visible ASCII (with spaces and tabs), the way
@@ -315,7 +340,12 @@ pub(crate) fn write_instance_head(
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"x-forwarded-for: ");
-    if earlier_for {
+    // What proxies before the router wrote, unless the client marked it as meant for
+    // the router alone.
+    if earlier_for
+        && !(head.connection.names_headers
+            && headers::named_by_connection(head.headers, "x-forwarded-for"))
+    {
         for header in head.headers {
             if header.name.eq_ignore_ascii_case("x-forwarded-for") {
                 out.extend_from_slice(header.value);

@@ -289,7 +289,7 @@ async fn serve_connection<Stream>(
 ) where
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if shared.by_hand && !client.https {
+    if shared.by_hand {
         crate::h1::serve(&shared.proxy, stream, &client, routes, &mut stopping).await;
         return;
     }

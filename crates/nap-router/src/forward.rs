@@ -272,8 +272,6 @@ impl Proxy {
 /// hyper's client on its own pool of connections: how HTTP/2 clients' requests go on.
 pub(crate) struct Hyper {
     pub(crate) template: Template,
-    /// An upgrade takes its connection for good: it gets one of its own.
-    pub(crate) upgrade: bool,
 }
 
 impl Transport for Hyper {
@@ -293,22 +291,18 @@ impl Transport for Hyper {
         mut body: RequestBody,
         keep: bool,
     ) -> Attempt<Self::Answer, RequestBody> {
-        let (template, upgrade) = (&mut self.template, self.upgrade);
-        let mut pooled = if upgrade { None } else { upstream.pool.take() };
+        let template = &mut self.template;
+        let mut pooled = upstream.pool.take();
         loop {
             let reused = pooled.is_some();
             let mut connection = match pooled.take() {
                 Some(connection) => connection,
                 // Boxed: connecting is rare next to pooled requests, and its
                 // future is large; every request's future would carry it.
-                None => {
-                    match Box::pin(pool::connect(upstream.addr, proxy.connect_timeout, upgrade))
-                        .await
-                    {
-                        Ok(connection) => connection,
-                        Err(error) => return Attempt::NotSent(body, error.into()),
-                    }
-                }
+                None => match Box::pin(pool::connect(upstream.addr, proxy.connect_timeout)).await {
+                    Ok(connection) => connection,
+                    Err(error) => return Attempt::NotSent(body, error.into()),
+                },
             };
             // A pooled connection is ready as soon as it has been polled past
             // the end of its last exchange, which is at once in practice; one

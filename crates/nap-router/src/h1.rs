@@ -81,9 +81,34 @@ pub(crate) async fn serve<S>(
             }
         }
         let started = tracing::enabled!(Level::DEBUG).then(Instant::now);
-        let mut slots = header_slots();
-        let (parsed, length) = match request::parse(reader.buffered(), &mut slots) {
-            Ok(Some(parsed)) => parsed,
+        let table = routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current()
+            .clone();
+        // What the request leads to, decided while its head is at hand; the head
+        // leaves the buffer after that. Nothing here waits, so the header slots
+        // are no part of the connection's future (which every spawn copies).
+        let decided = {
+            let mut slots = header_slots();
+            request::parse(reader.buffered(), &mut slots).map(|parsed| {
+                parsed.map(|(parsed, length)| {
+                    let ask = Ask {
+                        http10: parsed.http10,
+                        head_request: parsed.method == "HEAD",
+                        keep_alive: parsed.keep_alive(),
+                        framing: parsed.framing,
+                        upgrade: parsed.upgrade,
+                        expect_continue: parsed.expect_continue,
+                        idempotent: parsed.idempotent(),
+                    };
+                    let plan = plan(proxy, &parsed, &table, client, &mut name, &mut head);
+                    (ask, plan, length)
+                })
+            })
+        };
+        let (ask, plan, length) = match decided {
+            Ok(Some(decided)) => decided,
             Ok(None) => {
                 need_more = true;
                 continue;
@@ -94,23 +119,6 @@ pub(crate) async fn serve<S>(
                 return;
             }
         };
-        let ask = Ask {
-            http10: parsed.http10,
-            head_request: parsed.method == "HEAD",
-            keep_alive: parsed.keep_alive(),
-            framing: parsed.framing,
-            upgrade: parsed.upgrade,
-            expect_continue: parsed.expect_continue,
-            idempotent: parsed.idempotent(),
-        };
-        let table = routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .current()
-            .clone();
-        // What the request leads to, decided while its head is at hand; the head
-        // leaves the buffer after that.
-        let plan = plan(proxy, &parsed, &table, client, &mut name, &mut head);
         reader.consume(length);
         let (status, instance, keep) = match plan {
             Plan::Page(page) => {
@@ -419,49 +427,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
         // The request's body has passed in full by now.
         let body_read = true;
         loop {
-            let mut slots = header_slots();
-            let (parsed, length) =
+            // Read in a block that does not wait, so that the header slots are no
+            // part of the connection's future.
+            let seen = {
+                let mut slots = header_slots();
                 match response::parse(instance.buffered(), &mut slots, ask.head_request) {
-                    Ok(Some(parsed)) => parsed,
-                    Ok(None) => match instance.fill(MAX_HEAD).await {
-                        Ok(read) if read > 0 || instance.buffered().len() >= MAX_HEAD => continue,
-                        _ => {
-                            return self
-                                .bad_gateway("closed in the middle of its response head", body_read)
-                                .await;
-                        }
-                    },
-                    Err(odd) => return self.bad_gateway(odd.0, body_read).await,
-                };
-            let code = parsed.code;
-            if code == 101 {
-                if !ask.upgrade {
-                    return self
-                        .bad_gateway_text(
-                            format!(
-                                "502 Bad Gateway: {} switched protocols unasked\n",
-                                self.name
-                            ),
-                            body_read,
-                        )
-                        .await;
+                    Ok(None) => Seen::More,
+                    Err(odd) => Seen::Odd(odd.0),
+                    Ok(Some((parsed, length))) => {
+                        let seen = match parsed.code {
+                            101 if ask.upgrade => {
+                                response::write_client_head(
+                                    &parsed,
+                                    Sending::AsIs,
+                                    false,
+                                    true,
+                                    true,
+                                    self.out,
+                                );
+                                Seen::Switched
+                            }
+                            101 => Seen::SwitchedUnasked,
+                            // Interim responses go no further, as with hyper's client
+                            // before.
+                            code if code < 200 => Seen::Interim,
+                            code => {
+                                let sending = response::sending(&parsed, ask.http10);
+                                let keep = ask.keep_alive && sending != Sending::UntilClose;
+                                response::write_client_head(
+                                    &parsed, sending, ask.http10, keep, false, self.out,
+                                );
+                                Seen::Final {
+                                    code,
+                                    sending,
+                                    keep,
+                                    body: parsed.body,
+                                    reusable: parsed.reusable() && !ask.upgrade,
+                                }
+                            }
+                        };
+                        instance.consume(length);
+                        seen
+                    }
                 }
-                response::write_client_head(&parsed, Sending::AsIs, false, true, true, self.out);
-                instance.consume(length);
-                drop(claim);
-                self.tunnel(instance, upstream.addr).await;
-                return (101, false);
-            }
-            if code < 200 {
-                // Interim responses go no further, as with hyper's client before.
-                instance.consume(length);
-                continue;
-            }
-            let sending = response::sending(&parsed, ask.http10);
-            let keep = ask.keep_alive && sending != Sending::UntilClose;
-            response::write_client_head(&parsed, sending, ask.http10, keep, false, self.out);
-            let (body, reusable) = (parsed.body, parsed.reusable() && !ask.upgrade);
-            instance.consume(length);
+            };
+            let (code, sending, keep, body, reusable) = match seen {
+                Seen::More => match instance.fill(MAX_HEAD).await {
+                    Ok(read) if read > 0 || instance.buffered().len() >= MAX_HEAD => continue,
+                    _ => {
+                        return self
+                            .bad_gateway("closed in the middle of its response head", body_read)
+                            .await;
+                    }
+                },
+                Seen::Odd(why) => return self.bad_gateway(why, body_read).await,
+                Seen::Interim => continue,
+                Seen::SwitchedUnasked => {
+                    let text = format!(
+                        "502 Bad Gateway: {} switched protocols unasked\n",
+                        self.name
+                    );
+                    return self.bad_gateway_text(text, body_read).await;
+                }
+                Seen::Switched => {
+                    drop(claim);
+                    self.tunnel(instance, upstream.addr).await;
+                    return (101, false);
+                }
+                Seen::Final {
+                    code,
+                    sending,
+                    keep,
+                    body,
+                    reusable,
+                } => (code, sending, keep, body, reusable),
+            };
             let chunks = if sending == Sending::Chunked {
                 Chunks::Framed
             } else {
@@ -558,6 +598,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             Err(error) => debug!(instance = %addr, %error, "upgraded connection broke"),
         }
     }
+}
+
+/// What an instance's response head turned out to be.
+enum Seen {
+    /// Not all of it has arrived.
+    More,
+    /// Not to be passed on.
+    Odd(&'static str),
+    /// A 1xx other than 101, dropped.
+    Interim,
+    /// A 101 to an upgrade request; its head is in the write buffer.
+    Switched,
+    /// A 101 nobody asked for.
+    SwitchedUnasked,
+    /// The final response; its head is in the write buffer.
+    Final {
+        code: u16,
+        sending: Sending,
+        keep: bool,
+        body: Body,
+        reusable: bool,
+    },
 }
 
 /// A request sent as bytes over raw TCP connections to instances.

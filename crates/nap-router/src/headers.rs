@@ -25,17 +25,6 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Whether a `Connection` header lists `token` (case-insensitive).
-pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    connection_tokens(headers).any(|listed| listed.eq_ignore_ascii_case(token))
-}
-
-/// Whether these are the headers of an upgrade request (WebSocket and the
-/// like): an `Upgrade` header that `Connection` marks as meant for us.
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
-}
-
 // The hop-by-hop headers a message can carry, as bits of one byte.
 const HAS_CONNECTION: u8 = 1;
 const HAS_KEEP_ALIVE: u8 = 1 << 1;
@@ -74,27 +63,19 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
 /// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and all
 /// `Proxy-*`. They describe one connection, and the router has two; hyper
 /// frames each side's bodies itself. Returns whether `Connection` said
-/// `close`.
-///
-/// With `keep_upgrade` (an upgrade handshake) the `Upgrade` header survives and
-/// `Connection: upgrade` is set again, because the handshake is exactly what
-/// has to reach the other side.
+/// `close`. This is the HTTP/2 path's; HTTP/1.x heads are rewritten as bytes
+/// with [`is_hop_by_hop`] and [`ConnectionOptions`].
 ///
 /// Every message passes through here, so it looks at each header name once
 /// and removes only what is there: most requests carry none of these, most
 /// responses only `Connection: keep-alive`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     let present = headers
         .keys()
         .fold(0, |present, name| present | hop_by_hop_bit(name));
     if present == 0 {
         return false;
     }
-    let upgrade = if keep_upgrade {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    };
     let mut close = false;
     if present & HAS_CONNECTION != 0 {
         // The headers `Connection` lists, found among those present (so that
@@ -108,7 +89,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> b
             } else if token.eq_ignore_ascii_case("keep-alive")
                 || token.eq_ignore_ascii_case("upgrade")
             {
-                // Those headers go anyway (or stay for an upgrade).
+                // Those headers go anyway.
             } else if let Some(name) = headers
                 .keys()
                 .find(|name| name.as_str().eq_ignore_ascii_case(token))
@@ -143,10 +124,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> b
         if present & bit != 0 {
             headers.remove(name);
         }
-    }
-    if let Some(upgrade) = upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, upgrade);
     }
     close
 }
@@ -294,9 +271,9 @@ mod tests {
     }
 
     #[track_caller]
-    fn check_strip(input: &[(&str, &str)], keep_upgrade: bool, expected: &[&str]) {
+    fn check_strip(input: &[(&str, &str)], expected: &[&str]) {
         let mut map = headers(input);
-        let _close = strip_hop_by_hop(&mut map, keep_upgrade);
+        let _close = strip_hop_by_hop(&mut map);
         assert_eq!(render(&map), expected);
     }
 
@@ -317,7 +294,6 @@ mod tests {
                 ("upgrade", "websocket"),
                 ("accept", "*/*"),
             ],
-            false,
             &["accept: */*", "host: web.localhost"],
         );
     }
@@ -333,11 +309,7 @@ mod tests {
             ),
             (&[("x-close", "close")][..], false),
         ] {
-            assert_eq!(
-                strip_hop_by_hop(&mut headers(lines), false),
-                close,
-                "{lines:?}"
-            );
+            assert_eq!(strip_hop_by_hop(&mut headers(lines)), close, "{lines:?}");
         }
     }
 
@@ -345,38 +317,8 @@ mod tests {
     fn connection_cannot_remove_host() {
         check_strip(
             &[("host", "web.localhost"), ("connection", "host")],
-            false,
             &["host: web.localhost"],
         );
-    }
-
-    #[test]
-    fn upgrade_handshake_survives_when_asked() {
-        check_strip(
-            &[
-                ("host", "web.localhost"),
-                ("connection", "keep-alive, Upgrade"),
-                ("upgrade", "websocket"),
-                ("sec-websocket-key", "x"),
-            ],
-            true,
-            &[
-                "connection: upgrade",
-                "host: web.localhost",
-                "sec-websocket-key: x",
-                "upgrade: websocket",
-            ],
-        );
-    }
-
-    #[test]
-    fn upgrade_needs_both_headers() {
-        assert!(is_upgrade(&headers(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket")
-        ])));
-        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
-        assert!(!is_upgrade(&headers(&[("connection", "upgrade")])));
     }
 
     #[test]

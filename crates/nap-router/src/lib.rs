@@ -40,7 +40,6 @@
 //! supervisor, etcd) is the daemon's business.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 mod body;
@@ -48,6 +47,7 @@ mod buffer;
 mod forward;
 mod framing;
 mod h1;
+mod h2;
 mod headers;
 mod host;
 mod pool;
@@ -63,9 +63,6 @@ mod traffic;
 pub use nap_certs::{Challenges, HttpsAcceptor};
 pub use routes::{HostRoute, Routes, RoutesReceiver};
 pub use traffic::Traffic;
-
-/// A boxed, sendable future (an upgraded connection's tunnel).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the router behaves; `Options::default()` is what `nap serve` uses.
 #[derive(Debug, Clone)]
@@ -102,9 +99,6 @@ pub struct Options {
     /// (`/.well-known/acme-challenge/TOKEN`, any host); `None` answers none and
     /// routes those paths like any other.
     pub challenges: Option<Challenges>,
-    /// Serve HTTP/1.x clients (plain and over TLS) with the router's own framing
-    /// (httparse, raw connections to instances) instead of hyper's; default true.
-    pub http1_by_hand: bool,
 }
 
 impl Default for Options {
@@ -119,7 +113,6 @@ impl Default for Options {
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             traffic: Traffic::new(),
             challenges: None,
-            http1_by_hand: true,
         }
     }
 }

@@ -39,8 +39,6 @@ enum Driver {
     /// run in one task, with no channel and no wake-up of another task in
     /// between. Boxed because hyper's connection is large and must not move.
     Here(Pin<Box<http1::Connection<Io, RequestBody>>>),
-    /// A task of its own (upgrades, whose connection hyper hands over).
-    Spawned,
     /// The connection has ended.
     Ended,
 }
@@ -229,29 +227,17 @@ impl Checkin {
     }
 }
 
-/// Opens a new connection to `addr`, giving up after `timeout`. With
-/// `upgrades` a task of its own drives it until it is handed over to an
-/// upgrade; otherwise whoever uses it does.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    upgrades: bool,
-) -> io::Result<Connection> {
+/// Opens a new hyper connection to `addr`, giving up after `timeout`; whoever uses
+/// it drives it.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Connection> {
     let stream = connect_tcp(addr, timeout).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
-    let driver = if upgrades {
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                debug!(%addr, %error, "instance connection ended");
-            }
-        });
-        Driver::Spawned
-    } else {
-        Driver::Here(Box::pin(connection))
-    };
-    Ok(Connection { sender, driver })
+    Ok(Connection {
+        sender,
+        driver: Driver::Here(Box::pin(connection)),
+    })
 }
 
 /// Opens a TCP connection to `addr`, giving up after `timeout`.

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nap_router::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -17,15 +16,6 @@ use crate::support::{Backend, Router, raw, read_head, read_response};
 
 /// A safety net only: a broken router would otherwise hang these tests.
 const HANG: Duration = Duration::from_secs(60);
-
-/// A router serving HTTP/1.1 by hand.
-async fn by_hand() -> Router {
-    Router::start_with(Options {
-        http1_by_hand: true,
-        ..Options::default()
-    })
-    .await
-}
 
 /// The status line of a response (empty if there was none).
 fn status_line(response: &str) -> &str {
@@ -36,7 +26,7 @@ fn status_line(response: &str) -> &str {
 /// with a second request behind it, which must not be served either.
 #[tokio::test]
 async fn smuggling_attempts_are_refused_and_nothing_reaches_the_instance() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     let backend = Backend::start("web").await;
     router.apps.set("web", &[backend.addr]);
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: web.localhost\r\n\r\n";
@@ -124,7 +114,7 @@ async fn recorder() -> (SocketAddr, Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
 /// the instance as a request.
 #[tokio::test]
 async fn a_malformed_chunk_ends_the_request_and_nothing_after_it_passes() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     let (instance, seen, _task) = recorder().await;
     router.apps.set("web", &[instance]);
     for chunk in [
@@ -234,7 +224,7 @@ async fn a_hostile_instance_cannot_split_or_desync_the_client_connection() {
             "HTTP/1.1 200 ",
         ),
     ] {
-        let router = by_hand().await;
+        let router = Router::start().await;
         let (instance, _task) = scripted(&[answer, good]).await;
         let (fresh, _fresh_task) = scripted(&[good, good]).await;
         router.apps.set("web", &[instance]);
@@ -265,7 +255,7 @@ async fn a_hostile_instance_cannot_split_or_desync_the_client_connection() {
 /// not left waiting for the rest.
 #[tokio::test]
 async fn an_instance_that_dies_mid_body_closes_the_client_connection() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     for answer in [
         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nshort",
@@ -293,7 +283,7 @@ async fn an_instance_that_dies_mid_body_closes_the_client_connection() {
 /// connection, responses without a body; for HTTP/1.1 and HTTP/1.0 clients.
 #[tokio::test]
 async fn responses_are_framed_for_the_client_that_asked() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     for (answer, request, expected) in [
         (
             "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -353,7 +343,7 @@ async fn responses_are_framed_for_the_client_that_asked() {
 /// 100-continue`, a chunked body, and the answers come in order.
 #[tokio::test]
 async fn one_connection_carries_requests_in_order() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     let backend = Backend::start("web").await;
     router.apps.set("web", &[backend.addr]);
     let mut stream = TcpStream::connect(router.addr).await.expect("connect");
@@ -411,7 +401,7 @@ async fn one_connection_carries_requests_in_order() {
 /// first bytes with the handshake: neither side loses them.
 #[tokio::test]
 async fn bytes_sent_with_an_upgrade_are_not_lost() {
-    let router = by_hand().await;
+    let router = Router::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let instance = listener.local_addr().expect("address");
     let task = tokio::spawn(async move {

@@ -226,6 +226,41 @@ impl ConnectionOptions {
     }
 }
 
+/// What a message head's fields say about its framing and its connection: the fields
+/// a request's and a response's head are both checked by.
+#[derive(Default)]
+pub(crate) struct FramingFields<'b> {
+    pub(crate) connection: ConnectionOptions,
+    /// How many `Content-Length` fields, and the last one's value.
+    pub(crate) lengths: usize,
+    pub(crate) length: Option<&'b [u8]>,
+    /// The `Transfer-Encoding` value; two fields read as `,`, which is never exactly
+    /// `chunked`.
+    pub(crate) codings: Option<&'b [u8]>,
+}
+
+impl<'b> FramingFields<'b> {
+    /// Takes note of `header` if it is one of these; whether it was.
+    pub(crate) fn see(&mut self, header: &httparse::Header<'b>) -> bool {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            self.lengths += 1;
+            self.length = Some(header.value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.codings = Some(if self.codings.is_some() {
+                b","
+            } else {
+                header.value
+            });
+        } else if name.eq_ignore_ascii_case("connection") {
+            self.connection.add(header.value);
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
 /// The comma-separated, trimmed, non-empty tokens of a raw header value.
 pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value

@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 
 use hyper::StatusCode;
 
-use crate::headers::{self, ConnectionOptions};
+use crate::headers::{self, ConnectionOptions, FramingFields};
 
 /// The largest request head the router reads.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -117,24 +117,14 @@ pub(crate) fn parse<'b>(
     let http10 = version == 0;
     let headers: &'b [httparse::Header<'b>] = request.headers;
 
-    let mut connection = ConnectionOptions::default();
-    let (mut lengths, mut length_value, mut codings) = (0, None, None::<&[u8]>);
+    let mut fields = FramingFields::default();
     let (mut hosts, mut host, mut has_upgrade, mut expect_continue) = (0, None, false, false);
     for header in headers {
+        if fields.see(header) {
+            continue;
+        }
         let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            lengths += 1;
-            length_value = Some(header.value);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Two headers are a list of codings too, so never exactly `chunked`.
-            codings = Some(if codings.is_some() {
-                b","
-            } else {
-                header.value
-            });
-        } else if name.eq_ignore_ascii_case("connection") {
-            connection.add(header.value);
-        } else if name.eq_ignore_ascii_case("host") {
+        if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             host = Some(header.value);
         } else if name.eq_ignore_ascii_case("upgrade") {
@@ -143,6 +133,12 @@ pub(crate) fn parse<'b>(
             expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
         }
     }
+    let FramingFields {
+        connection,
+        lengths,
+        length: length_value,
+        codings,
+    } = fields;
     let framing = match (codings, lengths) {
         (None, 0) => Framing::Empty,
         (None, 1) => match length_value.and_then(content_length) {

@@ -11,7 +11,7 @@
 
 use hyper::StatusCode;
 
-use crate::headers::{self, ConnectionOptions};
+use crate::headers::{self, ConnectionOptions, FramingFields};
 use crate::request::{self, HeaderSlots, MAX_HEAD};
 
 /// A response head the router will not pass on.
@@ -78,26 +78,19 @@ pub(crate) fn parse<'b>(
         return Err(Odd("malformed response head"));
     };
     let headers: &'b [httparse::Header<'b>] = response.headers;
-    let mut connection = ConnectionOptions::default();
-    let (mut lengths, mut length_value, mut codings, mut has_date) =
-        (0, None, None::<&[u8]>, false);
+    let mut fields = FramingFields::default();
+    let mut has_date = false;
     for header in headers {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            lengths += 1;
-            length_value = Some(header.value);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            codings = Some(if codings.is_some() {
-                b","
-            } else {
-                header.value
-            });
-        } else if name.eq_ignore_ascii_case("connection") {
-            connection.add(header.value);
-        } else if name.eq_ignore_ascii_case("date") {
+        if !fields.see(header) && header.name.eq_ignore_ascii_case("date") {
             has_date = true;
         }
     }
+    let FramingFields {
+        connection,
+        lengths,
+        length: length_value,
+        codings,
+    } = fields;
     let framed = match (codings, lengths) {
         (Some(_), 0) if version == 0 => return Err(Odd("transfer-encoding in HTTP/1.0")),
         (Some(codings), 0) if codings.trim_ascii().eq_ignore_ascii_case(b"chunked") => {

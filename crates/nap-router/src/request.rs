@@ -133,12 +133,12 @@ pub(crate) fn parse<'b>(
             expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
         }
     }
-    let FramingFields {
-        connection,
-        lengths,
-        length: length_value,
-        codings,
-    } = fields;
+    let (connection, lengths, length_value, codings) = (
+        fields.connection,
+        fields.lengths,
+        fields.length,
+        fields.codings,
+    );
     let framing = match (codings, lengths) {
         (None, 0) => Framing::Empty,
         (None, 1) => match length_value.and_then(content_length) {

@@ -85,12 +85,12 @@ pub(crate) fn parse<'b>(
             has_date = true;
         }
     }
-    let FramingFields {
-        connection,
-        lengths,
-        length: length_value,
-        codings,
-    } = fields;
+    let (connection, lengths, length_value, codings) = (
+        fields.connection,
+        fields.lengths,
+        fields.length,
+        fields.codings,
+    );
     let framed = match (codings, lengths) {
         (Some(_), 0) if version == 0 => return Err(Odd("transfer-encoding in HTTP/1.0")),
         (Some(codings), 0) if codings.trim_ascii().eq_ignore_ascii_case(b"chunked") => {

@@ -1,14 +1,19 @@
 //! The HTTP router: `APP.<domain>` and custom hosts balanced over an app's
 //! live instances, over plain HTTP and HTTPS.
 //!
-//! [`serve`] accepts HTTP/1.1 connections ([`serve_listeners`] also HTTPS
-//! ones, HTTP/1.1 or HTTP/2 as ALPN chose), reads the app from the `Host`
-//! header (or a custom host of the snapshot), looks up where that app's instances are in the newest [`Routes`]
-//! snapshot the daemon published and forwards the request to one of them,
-//! round robin. It behaves like the routers of
-//! Heroku and Dokku (nginx): an instance that refuses the connection is
-//! skipped at once, bodies stream both ways, WebSockets pass through, and the
-//! instance learns the client through `X-Forwarded-*` headers.
+//! [`serve`] accepts HTTP/1.x connections ([`serve_listeners`] also HTTPS
+//! ones, HTTP/1.x or HTTP/2 as ALPN chose), reads the app from the `Host`
+//! header (or a custom host of the snapshot), looks up where that app's
+//! instances are in the newest [`Routes`] snapshot the daemon published and
+//! forwards the request to one of them, round robin. It behaves like the
+//! routers of Heroku and Dokku (nginx): an instance that refuses the connection
+//! is skipped at once, bodies stream both ways, WebSockets pass through, and
+//! the instance learns the client through `X-Forwarded-*` headers.
+//!
+//! HTTP/1.x is framed by the router itself, on httparse: heads are parsed in
+//! place and written on as bytes, and anything whose length two parsers could
+//! read differently is refused (see `request` and `response`). hyper serves
+//! HTTP/2 clients only.
 //!
 //! Membership stays off the request path: the daemon publishes a new
 //! [`Routes`] through a `tokio::sync::watch` channel whenever an instance
@@ -19,11 +24,16 @@
 //!
 //! Module map: `routes` (the published snapshot), `table` (the router's state
 //! per app and instance, carried from snapshot to snapshot), `host` (which app
-//! a `Host` is for), `headers` (hop-by-hop and forwarding headers), `body`
-//! (the bodies that flow through), `pool` (connections to instances),
-//! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade),
-//! `traffic` (requests in flight per instance, and instances being drained)
-//! and `server` (the accept loops, TLS, limits and graceful stop).
+//! a `Host` is for), `proxy` (settings, the client, what a Host leads to),
+//! `headers` (hop-by-hop and forwarding headers), `forward` (order, retries,
+//! the transports' common loop), `traffic` (requests in flight per instance,
+//! and instances being drained), `server` (the accept loops, TLS, limits and
+//! graceful stop). HTTP/1.x: `h1` (a client connection: heads, routing, pages),
+//! `exchange` (one request to the instances and its answer back, upgrades),
+//! `request` and `response` (heads parsed, checked and written again),
+//! `framing` (bodies), `buffer` (a connection's read buffer). HTTP/2: `h2`
+//! (hyper's server), `body` (its bodies) and `pool` (hyper's client
+//! connections to instances, and the pools of both kinds).
 //!
 //! TLS itself is nap-certs' business: the router gets an [`HttpsAcceptor`]
 //! (rustls, the certificate chosen by SNI) and answers ACME's HTTP-01
@@ -44,6 +54,7 @@ use std::time::Duration;
 
 mod body;
 mod buffer;
+mod exchange;
 mod forward;
 mod framing;
 mod h1;

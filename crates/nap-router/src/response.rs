@@ -264,6 +264,33 @@ mod tests {
         }
     }
 
+    /// Header values go to the client as the bytes that came; that is safe only
+    /// because httparse never lets a CR or LF into one (a head with either inside a
+    /// value is refused), which this pins.
+    #[test]
+    fn values_passed_on_as_bytes_never_hold_cr_or_lf() {
+        for head in [
+            "HTTP/1.1 200 OK\r\nX-A: a\rSet-Cookie: b=1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-A: a\r\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-A: a\nSet-Cookie: b=1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-A: a\r\n Set-Cookie: b=1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-A: \u{7f}\u{80}a\tb\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let mut slots = header_slots();
+            if let Ok(Some((parsed, _))) = parse(head.as_bytes(), &mut slots, false) {
+                for header in parsed.headers {
+                    assert!(
+                        !header
+                            .value
+                            .iter()
+                            .any(|&byte| byte == b'\r' || byte == b'\n'),
+                        "{head:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_client_gets_the_head_rewritten() {
         assert_eq!(

@@ -84,10 +84,10 @@ pub struct Options {
     /// How long to wait for an instance to accept a connection before trying
     /// the next one; default 3 s.
     pub connect_timeout: Duration,
-    /// How long a client may take to send a request's headers, and how long
-    /// an idle keep-alive connection stays open (hyper starts the clock when
-    /// it starts waiting for a request); default 30 s. This is what stops
-    /// slowloris clients from holding connections forever.
+    /// How long an HTTP/1.x client may take to send a request's headers, and
+    /// how long an idle keep-alive connection stays open (the clock starts
+    /// when the connection starts waiting for a request); default 30 s. This
+    /// is what stops slowloris clients from holding connections forever.
     pub header_read_timeout: Duration,
     /// At most this many client connections at once; connections beyond it
     /// are closed as soon as they are accepted. Default 4096.

@@ -1,6 +1,9 @@
 //! Connections to instances: opened on demand, kept alive between requests.
+//! A [`Pool`] keeps either kind: raw TCP connections, which HTTP/1.x clients'
+//! requests go on as bytes (`exchange`), and hyper's HTTP/1 client connections,
+//! which HTTP/2 clients' requests go on (`h2`).
 //!
-//! This is a small pool of hyper's HTTP/1 client connections rather than
+//! The latter are a small pool of hyper's HTTP/1 client connections rather than
 //! hyper-util's `Client` because the router has to know *where* a request
 //! failed: a connection that could not be opened, or a pooled one found
 //! closed before the request was written, leaves the request untouched — even

@@ -1,4 +1,5 @@
-//! The bodies that flow through the router, without boxing.
+//! The bodies that flow through hyper (HTTP/2 clients' requests and their
+//! answers), without boxing.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -19,7 +19,7 @@
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
@@ -29,7 +29,7 @@ use tracing::debug;
 use crate::body::RequestBody;
 use crate::pool::{self, Connection};
 use crate::proxy::Proxy;
-use crate::table::{App, Upstream};
+use crate::table::{App, RouteView, Table, Upstream};
 use crate::traffic::Claim;
 
 /// The order in which a request tries an app's instances, as indexes into
@@ -127,49 +127,105 @@ impl Template {
 }
 
 /// Why no instance answered a request.
-pub(crate) enum Unanswered {
+pub(crate) enum Unanswered<B> {
     /// This instance broke the request after it was sent, and it cannot be sent again.
     Broke(SocketAddr),
     /// No instance answered and the request can still go elsewhere. Boxed: the usual
     /// outcome, an answer, should not carry its size.
-    Unsent(Box<Unsent>),
+    Unsent(Box<Unsent<B>>),
 }
 
 /// A request no instance answered that can still go elsewhere (nothing of it was sent,
 /// or its body was kept).
-pub(crate) struct Unsent {
-    pub(crate) template: Template,
-    pub(crate) body: RequestBody,
+pub(crate) struct Unsent<B> {
+    pub(crate) body: B,
     /// Whether an instance was passed over for being out of rotation: routes newer than
     /// the request's may then have another.
     pub(crate) retired: bool,
 }
 
-/// What answered a request: the response, its instance, the connection it came on, and
-/// the request's claim on the instance (in flight until the response has been passed on).
-pub(crate) type Answer = (Response<Incoming>, Arc<Upstream>, Connection, Claim);
+/// What answered a request: the transport's answer, its instance, and the request's
+/// claim on the instance (in flight until the response has been passed on).
+pub(crate) type Answer<A> = (A, Arc<Upstream>, Claim);
 
 /// How one try at one instance went.
-enum Attempt {
-    /// The instance answered (the response head has arrived).
-    Answered(Response<Incoming>, Connection),
+pub(crate) enum Attempt<A, B> {
+    /// The instance answered (its response has started to arrive).
+    Answered(A),
     /// Nothing reached the instance; the body comes back for the next one.
-    NotSent(RequestBody, Box<dyn StdError + Send + Sync>),
+    NotSent(B, Box<dyn StdError + Send + Sync>),
     /// The request was (at least partly) written, then the connection failed.
-    Sent(hyper::Error),
+    Sent(Box<dyn StdError + Send + Sync>),
 }
 
+/// How a request goes to an instance: hyper's client for HTTP/2 clients, raw bytes for
+/// HTTP/1.1 ones. [`Proxy::forward`] decides where and how often; a transport does one
+/// try at a time.
+pub(crate) trait Transport {
+    /// The request's body as it goes from try to try.
+    type Body;
+    /// What an instance's answer is.
+    type Answer;
+    /// A fresh copy of `body` to send again, if it can be sent again.
+    fn replay(body: &Self::Body) -> Option<Self::Body>;
+    /// One try at `upstream`; with `keep`, whatever a retry needs is kept.
+    async fn attempt(
+        &mut self,
+        proxy: &Proxy,
+        upstream: &Upstream,
+        body: Self::Body,
+        keep: bool,
+    ) -> Attempt<Self::Answer, Self::Body>;
+}
+
+/// The routes a request was routed with: where newer ones appear, the table of the
+/// ones it read, and its app in them.
+pub(crate) type Routed<'r> = (&'r Mutex<RouteView>, &'r Arc<Table>, &'r App);
+
 impl Proxy {
+    /// Sends the request to `app`'s instances in turn until one answers. When every
+    /// instance of those routes was being drained (the request read its routes before
+    /// the ones that replaced them), the newest routes of app `name` take it, once.
+    pub(crate) async fn send<T: Transport>(
+        &self,
+        transport: &mut T,
+        (routes, table, app): Routed<'_>,
+        name: &str,
+        body: T::Body,
+        idempotent: bool,
+    ) -> Result<Answer<T::Answer>, Unanswered<T::Body>> {
+        let forwarded = self
+            .forward(app, &Order::of(app), transport, body, idempotent)
+            .await;
+        let Err(Unanswered::Unsent(unsent)) = forwarded else {
+            return forwarded;
+        };
+        let fresh = routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current()
+            .clone();
+        match fresh.app(name) {
+            Some(app)
+                if unsent.retired && !Arc::ptr_eq(&fresh, table) && !app.instances.is_empty() =>
+            {
+                let Unsent { body, .. } = *unsent;
+                self.forward(app, &Order::of(app), transport, body, idempotent)
+                    .await
+            }
+            _ => Err(Unanswered::Unsent(unsent)),
+        }
+    }
+
     /// Sends the request to `app`'s instances in `order` until one answers.
-    pub(crate) async fn forward(
+    async fn forward<T: Transport>(
         &self,
         app: &App,
         order: &Order,
-        mut template: Template,
-        mut body: RequestBody,
+        transport: &mut T,
+        mut body: T::Body,
         idempotent: bool,
-        upgrade: bool,
-    ) -> Result<Answer, Unanswered> {
+    ) -> Result<Answer<T::Answer>, Unanswered<T::Body>> {
         let tries = order.len();
         let mut retired = false;
         for nth in 0..tries {
@@ -185,18 +241,15 @@ impl Proxy {
             // possible for the last instance or a request that is not safe
             // to repeat.
             let spare = if idempotent && nth + 1 < tries {
-                body.replay()
+                T::replay(&body)
             } else {
                 None
             };
             let keep = spare.is_some();
-            match self
-                .attempt(upstream, &mut template, body, upgrade, keep)
-                .await
-            {
-                Attempt::Answered(response, connection) => {
+            match transport.attempt(self, upstream, body, keep).await {
+                Attempt::Answered(answer) => {
                     upstream.answered();
-                    return Ok((response, upstream.clone(), connection, claim));
+                    return Ok((answer, upstream.clone(), claim));
                 }
                 Attempt::NotSent(unsent, error) => {
                     debug!(instance = %upstream.addr, %error, "instance unreachable; trying the next");
@@ -212,34 +265,41 @@ impl Proxy {
                 }
             }
         }
-        Err(Unanswered::Unsent(Box::new(Unsent {
-            template,
-            body,
-            retired,
-        })))
+        Err(Unanswered::Unsent(Box::new(Unsent { body, retired })))
+    }
+}
+
+/// hyper's client on its own pool of connections: how HTTP/2 clients' requests go on.
+pub(crate) struct Hyper {
+    pub(crate) template: Template,
+}
+
+impl Transport for Hyper {
+    type Body = RequestBody;
+    type Answer = (Response<Incoming>, Connection);
+
+    fn replay(body: &RequestBody) -> Option<RequestBody> {
+        body.replay()
     }
 
-    /// One try at one instance: on an idle pooled connection if there is one
-    /// that works, otherwise on a new connection.
+    /// On an idle pooled connection if there is one that works, otherwise on a new
+    /// connection.
     async fn attempt(
-        &self,
+        &mut self,
+        proxy: &Proxy,
         upstream: &Upstream,
-        template: &mut Template,
         mut body: RequestBody,
-        upgrade: bool,
         keep: bool,
-    ) -> Attempt {
-        // An upgrade takes the connection for good: it gets its own.
-        let mut pooled = if upgrade { None } else { upstream.pool.take() };
+    ) -> Attempt<Self::Answer, RequestBody> {
+        let template = &mut self.template;
+        let mut pooled = upstream.pool.take();
         loop {
             let reused = pooled.is_some();
             let mut connection = match pooled.take() {
                 Some(connection) => connection,
                 // Boxed: connecting is rare next to pooled requests, and its
                 // future is large; every request's future would carry it.
-                None => match Box::pin(pool::connect(upstream.addr, self.connect_timeout, upgrade))
-                    .await
-                {
+                None => match Box::pin(pool::connect(upstream.addr, proxy.connect_timeout)).await {
                     Ok(connection) => connection,
                     Err(error) => return Attempt::NotSent(body, error.into()),
                 },
@@ -249,7 +309,7 @@ impl Proxy {
             // that does not become ready (closed meanwhile) is dropped.
             if reused
                 && !matches!(
-                    tokio::time::timeout(self.connect_timeout, connection.ready()).await,
+                    tokio::time::timeout(proxy.connect_timeout, connection.ready()).await,
                     Ok(true)
                 )
             {
@@ -257,7 +317,7 @@ impl Proxy {
                 continue;
             }
             match connection.send(template.request(body, keep)).await {
-                Ok(response) => return Attempt::Answered(response, connection),
+                Ok(response) => return Attempt::Answered((response, connection)),
                 Err(mut error) => match error.take_message() {
                     // Closed before the request was written: nothing was sent.
                     Some(request) => {
@@ -268,7 +328,7 @@ impl Proxy {
                         }
                         return Attempt::NotSent(body, error.into_error().into());
                     }
-                    None => return Attempt::Sent(error.into_error()),
+                    None => return Attempt::Sent(error.into_error().into()),
                 },
             }
         }

@@ -25,17 +25,6 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Whether a `Connection` header lists `token` (case-insensitive).
-pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    connection_tokens(headers).any(|listed| listed.eq_ignore_ascii_case(token))
-}
-
-/// Whether these are the headers of an upgrade request (WebSocket and the
-/// like): an `Upgrade` header that `Connection` marks as meant for us.
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
-}
-
 // The hop-by-hop headers a message can carry, as bits of one byte.
 const HAS_CONNECTION: u8 = 1;
 const HAS_KEEP_ALIVE: u8 = 1 << 1;
@@ -74,27 +63,19 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
 /// `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and all
 /// `Proxy-*`. They describe one connection, and the router has two; hyper
 /// frames each side's bodies itself. Returns whether `Connection` said
-/// `close`.
-///
-/// With `keep_upgrade` (an upgrade handshake) the `Upgrade` header survives and
-/// `Connection: upgrade` is set again, because the handshake is exactly what
-/// has to reach the other side.
+/// `close`. This is the HTTP/2 path's; HTTP/1.x heads are rewritten as bytes
+/// with [`is_hop_by_hop`] and [`ConnectionOptions`].
 ///
 /// Every message passes through here, so it looks at each header name once
 /// and removes only what is there: most requests carry none of these, most
 /// responses only `Connection: keep-alive`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     let present = headers
         .keys()
         .fold(0, |present, name| present | hop_by_hop_bit(name));
     if present == 0 {
         return false;
     }
-    let upgrade = if keep_upgrade {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    };
     let mut close = false;
     if present & HAS_CONNECTION != 0 {
         // The headers `Connection` lists, found among those present (so that
@@ -108,7 +89,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> b
             } else if token.eq_ignore_ascii_case("keep-alive")
                 || token.eq_ignore_ascii_case("upgrade")
             {
-                // Those headers go anyway (or stay for an upgrade).
+                // Those headers go anyway.
             } else if let Some(name) = headers
                 .keys()
                 .find(|name| name.as_str().eq_ignore_ascii_case(token))
@@ -143,10 +124,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> b
         if present & bit != 0 {
             headers.remove(name);
         }
-    }
-    if let Some(upgrade) = upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, upgrade);
     }
     close
 }
@@ -209,6 +186,101 @@ pub(crate) fn add_forwarded(
     headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
+/// Whether header `name` (as it came, any case) is hop-by-hop whatever `Connection`
+/// says: the raw-bytes counterpart of [`strip_hop_by_hop`]'s list.
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        17 => is("transfer-encoding"),
+        _ => name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"proxy-"),
+    }
+}
+
+/// What the `Connection` headers of a message say, read from their raw values.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct ConnectionOptions {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+    /// Whether they name other headers, which are then hop-by-hop too.
+    pub(crate) names_headers: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds the tokens of one `Connection` header value.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for token in tokens(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.names_headers = true;
+            }
+        }
+    }
+}
+
+/// What a message head's fields say about its framing and its connection: the fields
+/// a request's and a response's head are both checked by.
+#[derive(Default)]
+pub(crate) struct FramingFields<'b> {
+    pub(crate) connection: ConnectionOptions,
+    /// How many `Content-Length` fields, and the last one's value.
+    pub(crate) lengths: usize,
+    pub(crate) length: Option<&'b [u8]>,
+    /// The `Transfer-Encoding` value; two fields read as `,`, which is never exactly
+    /// `chunked`.
+    pub(crate) codings: Option<&'b [u8]>,
+}
+
+impl<'b> FramingFields<'b> {
+    /// Takes note of `header` if it is one of these; whether it was.
+    pub(crate) fn see(&mut self, header: &httparse::Header<'b>) -> bool {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            self.lengths += 1;
+            self.length = Some(header.value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.codings = Some(if self.codings.is_some() {
+                b","
+            } else {
+                header.value
+            });
+        } else if name.eq_ignore_ascii_case("connection") {
+            self.connection.add(header.value);
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
+/// The comma-separated, trimmed, non-empty tokens of a raw header value.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&byte| byte == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether a `Connection` header among `headers` names header `name`. `Host` is never
+/// taken as named: losing it would be a way to reach an app's default virtual host.
+pub(crate) fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    !name.eq_ignore_ascii_case("host")
+        && headers
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case("connection"))
+            .any(|header| {
+                tokens(header.value).any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,9 +306,9 @@ mod tests {
     }
 
     #[track_caller]
-    fn check_strip(input: &[(&str, &str)], keep_upgrade: bool, expected: &[&str]) {
+    fn check_strip(input: &[(&str, &str)], expected: &[&str]) {
         let mut map = headers(input);
-        let _close = strip_hop_by_hop(&mut map, keep_upgrade);
+        let _close = strip_hop_by_hop(&mut map);
         assert_eq!(render(&map), expected);
     }
 
@@ -257,7 +329,6 @@ mod tests {
                 ("upgrade", "websocket"),
                 ("accept", "*/*"),
             ],
-            false,
             &["accept: */*", "host: web.localhost"],
         );
     }
@@ -273,11 +344,7 @@ mod tests {
             ),
             (&[("x-close", "close")][..], false),
         ] {
-            assert_eq!(
-                strip_hop_by_hop(&mut headers(lines), false),
-                close,
-                "{lines:?}"
-            );
+            assert_eq!(strip_hop_by_hop(&mut headers(lines)), close, "{lines:?}");
         }
     }
 
@@ -285,38 +352,8 @@ mod tests {
     fn connection_cannot_remove_host() {
         check_strip(
             &[("host", "web.localhost"), ("connection", "host")],
-            false,
             &["host: web.localhost"],
         );
-    }
-
-    #[test]
-    fn upgrade_handshake_survives_when_asked() {
-        check_strip(
-            &[
-                ("host", "web.localhost"),
-                ("connection", "keep-alive, Upgrade"),
-                ("upgrade", "websocket"),
-                ("sec-websocket-key", "x"),
-            ],
-            true,
-            &[
-                "connection: upgrade",
-                "host: web.localhost",
-                "sec-websocket-key: x",
-                "upgrade: websocket",
-            ],
-        );
-    }
-
-    #[test]
-    fn upgrade_needs_both_headers() {
-        assert!(is_upgrade(&headers(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket")
-        ])));
-        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
-        assert!(!is_upgrade(&headers(&[("connection", "upgrade")])));
     }
 
     #[test]

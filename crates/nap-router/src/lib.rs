@@ -1,14 +1,19 @@
 //! The HTTP router: `APP.<domain>` and custom hosts balanced over an app's
 //! live instances, over plain HTTP and HTTPS.
 //!
-//! [`serve`] accepts HTTP/1.1 connections ([`serve_listeners`] also HTTPS
-//! ones, HTTP/1.1 or HTTP/2 as ALPN chose), reads the app from the `Host`
-//! header (or a custom host of the snapshot), looks up where that app's instances are in the newest [`Routes`]
-//! snapshot the daemon published and forwards the request to one of them,
-//! round robin. It behaves like the routers of
-//! Heroku and Dokku (nginx): an instance that refuses the connection is
-//! skipped at once, bodies stream both ways, WebSockets pass through, and the
-//! instance learns the client through `X-Forwarded-*` headers.
+//! [`serve`] accepts HTTP/1.x connections ([`serve_listeners`] also HTTPS
+//! ones, HTTP/1.x or HTTP/2 as ALPN chose), reads the app from the `Host`
+//! header (or a custom host of the snapshot), looks up where that app's
+//! instances are in the newest [`Routes`] snapshot the daemon published and
+//! forwards the request to one of them, round robin. It behaves like the
+//! routers of Heroku and Dokku (nginx): an instance that refuses the connection
+//! is skipped at once, bodies stream both ways, WebSockets pass through, and
+//! the instance learns the client through `X-Forwarded-*` headers.
+//!
+//! HTTP/1.x is framed by the router itself, on httparse: heads are parsed in
+//! place and written on as bytes, and anything whose length two parsers could
+//! read differently is refused (see `request` and `response`). hyper serves
+//! HTTP/2 clients only.
 //!
 //! Membership stays off the request path: the daemon publishes a new
 //! [`Routes`] through a `tokio::sync::watch` channel whenever an instance
@@ -19,11 +24,16 @@
 //!
 //! Module map: `routes` (the published snapshot), `table` (the router's state
 //! per app and instance, carried from snapshot to snapshot), `host` (which app
-//! a `Host` is for), `headers` (hop-by-hop and forwarding headers), `body`
-//! (the bodies that flow through), `pool` (connections to instances),
-//! `forward` (order, retries), `proxy` (one request: route, rewrite, upgrade),
-//! `traffic` (requests in flight per instance, and instances being drained)
-//! and `server` (the accept loops, TLS, limits and graceful stop).
+//! a `Host` is for), `proxy` (settings, the client, what a Host leads to),
+//! `headers` (hop-by-hop and forwarding headers), `forward` (order, retries,
+//! the transports' common loop), `traffic` (requests in flight per instance,
+//! and instances being drained), `server` (the accept loops, TLS, limits and
+//! graceful stop). HTTP/1.x: `h1` (a client connection: heads, routing, pages),
+//! `exchange` (one request to the instances and its answer back, upgrades),
+//! `request` and `response` (heads parsed, checked and written again),
+//! `framing` (bodies), `buffer` (a connection's read buffer). HTTP/2: `h2`
+//! (hyper's server), `body` (its bodies) and `pool` (hyper's client
+//! connections to instances, and the pools of both kinds).
 //!
 //! TLS itself is nap-certs' business: the router gets an [`HttpsAcceptor`]
 //! (rustls, the certificate chosen by SNI) and answers ACME's HTTP-01
@@ -40,15 +50,21 @@
 //! supervisor, etcd) is the daemon's business.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 mod body;
+mod buffer;
+mod exchange;
 mod forward;
+mod framing;
+mod h1;
+mod h2;
 mod headers;
 mod host;
 mod pool;
 mod proxy;
+mod request;
+mod response;
 mod routes;
 mod server;
 mod stop;
@@ -59,9 +75,6 @@ pub use nap_certs::{Challenges, HttpsAcceptor};
 pub use routes::{HostRoute, Routes, RoutesReceiver};
 pub use traffic::Traffic;
 
-/// A boxed, sendable future (an upgraded connection's tunnel).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// How the router behaves; `Options::default()` is what `nap serve` uses.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -71,10 +84,10 @@ pub struct Options {
     /// How long to wait for an instance to accept a connection before trying
     /// the next one; default 3 s.
     pub connect_timeout: Duration,
-    /// How long a client may take to send a request's headers, and how long
-    /// an idle keep-alive connection stays open (hyper starts the clock when
-    /// it starts waiting for a request); default 30 s. This is what stops
-    /// slowloris clients from holding connections forever.
+    /// How long an HTTP/1.x client may take to send a request's headers, and
+    /// how long an idle keep-alive connection stays open (the clock starts
+    /// when the connection starts waiting for a request); default 30 s. This
+    /// is what stops slowloris clients from holding connections forever.
     pub header_read_timeout: Duration,
     /// At most this many client connections at once; connections beyond it
     /// are closed as soon as they are accepted. Default 4096.

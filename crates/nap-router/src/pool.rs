@@ -1,6 +1,9 @@
 //! Connections to instances: opened on demand, kept alive between requests.
+//! A [`Pool`] keeps either kind: raw TCP connections, which HTTP/1.x clients'
+//! requests go on as bytes (`exchange`), and hyper's HTTP/1 client connections,
+//! which HTTP/2 clients' requests go on (`h2`).
 //!
-//! This is a small pool of hyper's HTTP/1 client connections rather than
+//! The latter are a small pool of hyper's HTTP/1 client connections rather than
 //! hyper-util's `Client` because the router has to know *where* a request
 //! failed: a connection that could not be opened, or a pooled one found
 //! closed before the request was written, leaves the request untouched — even
@@ -39,8 +42,6 @@ enum Driver {
     /// run in one task, with no channel and no wake-up of another task in
     /// between. Boxed because hyper's connection is large and must not move.
     Here(Pin<Box<http1::Connection<Io, RequestBody>>>),
-    /// A task of its own (upgrades, whose connection hyper hands over).
-    Spawned,
     /// The connection has ended.
     Ended,
 }
@@ -63,10 +64,6 @@ impl Connection {
             }
             self.driver = Driver::Ended;
         }
-    }
-
-    fn ended(&self) -> bool {
-        matches!(self.driver, Driver::Ended) || self.sender.is_closed()
     }
 
     /// Waits until the connection takes a request; false if it ended.
@@ -99,32 +96,61 @@ impl Connection {
     }
 }
 
+/// A connection that can wait in a [`Pool`]: it knows whether it still works.
+pub(crate) trait Reusable {
+    /// Whether the connection has ended (closed by the instance, broken).
+    fn ended(&self) -> bool;
+}
+
+impl Reusable for Connection {
+    fn ended(&self) -> bool {
+        matches!(self.driver, Driver::Ended) || self.sender.is_closed()
+    }
+}
+
+/// A raw TCP connection to an instance is usable as long as the instance has not
+/// closed it or sent anything unasked: either is seen without a syscall (tokio knows
+/// the socket turned readable), and a readable idle connection is never reused.
+impl Reusable for crate::buffer::Reader<TcpStream> {
+    fn ended(&self) -> bool {
+        let mut byte = [0u8; 1];
+        !matches!(self.stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
 /// Idle connections kept per instance; more are closed when they come back.
 const MAX_IDLE_PER_INSTANCE: usize = 64;
 /// An idle connection older than this is closed rather than reused, so that
 /// the pool never holds connections an instance has long forgotten.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Idle {
-    connection: Connection,
+struct Idle<C> {
+    connection: C,
     since: Instant,
 }
 
-impl Idle {
+impl<C: Reusable> Idle<C> {
     fn usable(&self) -> bool {
         !self.connection.ended() && self.since.elapsed() < IDLE_TIMEOUT
     }
 }
 
 /// One instance's idle connections, the most recently used last.
-#[derive(Default)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+pub(crate) struct Pool<C> {
+    idle: Mutex<Vec<Idle<C>>>,
 }
 
-impl Pool {
+impl<C> Default for Pool<C> {
+    fn default() -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<C: Reusable> Pool<C> {
     /// The most recently used idle connection that is still open.
-    pub(crate) fn take(&self) -> Option<Connection> {
+    pub(crate) fn take(&self) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(entry) = idle.pop() {
             if entry.usable() {
@@ -134,7 +160,8 @@ impl Pool {
         None
     }
 
-    fn put(&self, connection: Connection) {
+    /// Gives a connection back for the next request, unless it has ended.
+    pub(crate) fn put(&self, connection: C) {
         if connection.ended() {
             return;
         }
@@ -203,31 +230,25 @@ impl Checkin {
     }
 }
 
-/// Opens a new connection to `addr`, giving up after `timeout`. With
-/// `upgrades` a task of its own drives it until it is handed over to an
-/// upgrade; otherwise whoever uses it does.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    upgrades: bool,
-) -> io::Result<Connection> {
+/// Opens a new hyper connection to `addr`, giving up after `timeout`; whoever uses
+/// it drives it.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Connection> {
+    let stream = connect_tcp(addr, timeout).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    Ok(Connection {
+        sender,
+        driver: Driver::Here(Box::pin(connection)),
+    })
+}
+
+/// Opens a TCP connection to `addr`, giving up after `timeout`.
+pub(crate) async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     // Small writes (headers, WebSocket frames) should leave at once.
     stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(io::Error::other)?;
-    let driver = if upgrades {
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                debug!(%addr, %error, "instance connection ended");
-            }
-        });
-        Driver::Spawned
-    } else {
-        Driver::Here(Box::pin(connection))
-    };
-    Ok(Connection { sender, driver })
+    Ok(stream)
 }

@@ -11,17 +11,17 @@
 //!
 //! The HTTPS listener has an accept loop of its own on every worker. Its
 //! connection tasks run the TLS handshake (nap-certs' acceptor: rustls, the
-//! certificate by SNI, a timeout) and then serve HTTP/1.1 through the same
-//! [`serve_connection`] as plain TCP, or HTTP/2 through [`serve_http2`] when
-//! the client chose `h2` by ALPN.
+//! certificate by SNI, a timeout) and then serve HTTP/1.x through the same
+//! hand-framed path as plain TCP (`h1`), or HTTP/2 through hyper
+//! ([`serve_http2`]) when the client chose `h2` by ALPN.
 
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nap_certs::HttpsAcceptor;
@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info};
 
-use crate::proxy::{Client, Proxy, TunnelSlot};
+use crate::proxy::{Client, Proxy};
 use crate::stop::{Stop, Stopping};
 use crate::table::{RouteView, Turns};
 use crate::{Listeners, Options, RoutesReceiver};
@@ -39,7 +39,6 @@ use crate::{Listeners, Options, RoutesReceiver};
 /// What every worker and connection shares.
 struct Shared {
     proxy: Proxy,
-    http: http1::Builder,
     /// HTTP/2 over TLS; its streams are tasks of the connection's worker.
     http2: http2::Builder<TokioExecutor>,
     /// One permit per open client connection, over all workers.
@@ -65,9 +64,6 @@ pub(crate) async fn run(
     routes: RoutesReceiver,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2.timer(TokioTimer::new());
     let limit = options.max_connections.min(Semaphore::MAX_PERMITS);
@@ -77,7 +73,6 @@ pub(crate) async fn run(
     };
     let shared = Arc::new(Shared {
         proxy: Proxy::new(&options, https_port),
-        http,
         http2,
         permits: Arc::new(Semaphore::new(limit)),
         limit,
@@ -232,17 +227,19 @@ async fn accept_loop(
                         None => {
                             let task = serve_connection(
                                 shared,
-                                TokioIo::new(stream),
+                                stream,
                                 Client::new(peer, false),
                                 routes,
                                 stopping,
                                 permit,
                             );
-                            connections.spawn(task.instrument(tracing::debug_span!("connection", %peer)));
+                            // Boxed: a spawn moves the future several times, and the
+                            // connection's future is kilobytes; a box is a pointer.
+                            connections.spawn(Box::pin(task).instrument(tracing::debug_span!("connection", %peer)));
                         }
                         Some(acceptor) => {
                             let task = serve_tls(shared, acceptor.clone(), stream, peer, routes, stopping, permit);
-                            connections.spawn(task.instrument(tracing::debug_span!("tls connection", %peer)));
+                            connections.spawn(Box::pin(task).instrument(tracing::debug_span!("tls connection", %peer)));
                         }
                     }
                 }
@@ -272,12 +269,11 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Serves one client connection, over any byte stream (plain TCP here; a TLS
-/// stream works the same): its requests, then the tunnel of an upgrade if
-/// one of them set one up.
+/// Serves one HTTP/1.x client connection, over any byte stream (plain TCP, or
+/// TLS): its requests, and the tunnel of an upgrade if one of them set one up.
 async fn serve_connection<Stream>(
     shared: Arc<Shared>,
-    stream: TokioIo<Stream>,
+    stream: Stream,
     client: Client,
     routes: RouteView,
     mut stopping: Stopping,
@@ -286,46 +282,7 @@ async fn serve_connection<Stream>(
 ) where
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let tunnel = TunnelSlot::default();
-    // Only this connection's requests use it, one at a time, so the lock is
-    // never contended; it lets a request look at the newest routes again
-    // after it waited (see `Proxy::route`).
-    let routes = std::sync::Mutex::new(routes);
-    let service = {
-        let (proxy, client, tunnel, routes) = (&shared.proxy, &client, &tunnel, &routes);
-        service_fn(
-            move |request| async move { proxy.handle(request, routes, client, tunnel).await },
-        )
-    };
-    let mut serving = pin!(
-        shared
-            .http
-            .serve_connection(stream, service)
-            .with_upgrades()
-    );
-    let mut stop_asked = false;
-    let result = loop {
-        tokio::select! {
-            // The connection first: it is what wakes the task almost always.
-            biased;
-            result = serving.as_mut() => break result,
-            // Finish the request in progress, then close; an idle
-            // keep-alive connection closes at once.
-            () = &mut stopping, if !stop_asked => {
-                stop_asked = true;
-                serving.as_mut().graceful_shutdown();
-            }
-        }
-    };
-    if let Err(error) = result {
-        // Clients that vanish, send garbage or are too slow with their
-        // headers end up here; that is their business, not an operator's.
-        debug!(%error, "client connection ended");
-    }
-    let piping = tunnel.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(piping) = piping {
-        piping.await;
-    }
+    crate::h1::serve(&shared.proxy, stream, &client, routes, &mut stopping).await;
 }
 
 /// Runs the TLS handshake on an accepted connection, then serves it as
@@ -357,14 +314,12 @@ async fn serve_tls(
     if tls.is_http2() {
         serve_http2(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
     } else {
-        serve_connection(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
+        serve_connection(shared, tls, client, routes, stopping, permit).await;
     }
 }
 
 /// Serves one HTTP/2 connection. Each stream runs as a task of the worker
 /// (hyper spawns them), so what a request needs is owned, not borrowed.
-/// HTTP/2 has no upgrades (WebSockets over HTTP/2 need extended CONNECT,
-/// which the router refuses like every CONNECT).
 async fn serve_http2<Stream>(
     shared: Arc<Shared>,
     stream: TokioIo<Stream>,
@@ -376,25 +331,13 @@ async fn serve_http2<Stream>(
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(client);
-    // Never filled: only HTTP/1.1 requests upgrade.
-    let tunnel = TunnelSlot::default();
     let service = {
-        let (shared, client, tunnel) = (shared.clone(), client.clone(), tunnel.clone());
+        let (shared, client) = (shared.clone(), client.clone());
         // Shared by the connection's streams, which run as tasks of their own.
         let routes = Arc::new(std::sync::Mutex::new(routes));
         service_fn(move |request| {
-            let (shared, client, tunnel, routes) = (
-                shared.clone(),
-                client.clone(),
-                tunnel.clone(),
-                routes.clone(),
-            );
-            async move {
-                shared
-                    .proxy
-                    .handle(request, &routes, &client, &tunnel)
-                    .await
-            }
+            let (shared, client, routes) = (shared.clone(), client.clone(), routes.clone());
+            async move { shared.proxy.handle(request, &routes, &client).await }
         })
     };
     let mut serving = pin!(shared.http2.serve_connection(stream, service));

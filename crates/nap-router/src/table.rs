@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::pool::Pool;
+use crate::buffer::Reader;
+use crate::pool::{Connection, Pool};
 use crate::routes::{Routes, RoutesReceiver};
 use crate::traffic::{Presence, Traffic};
 
@@ -27,8 +28,10 @@ const SUSPECT_FOR: Duration = Duration::from_secs(10);
 /// One instance as the router sees it.
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
-    /// Connections to it, kept alive between requests.
-    pub(crate) pool: Pool,
+    /// hyper's connections to it, kept alive between requests (HTTP/2 clients' requests).
+    pub(crate) pool: Pool<Connection>,
+    /// Raw TCP connections to it, kept alive between requests (HTTP/1.1 clients').
+    pub(crate) raw: Pool<Reader<tokio::net::TcpStream>>,
     /// This worker's requests in flight to it, and whether it is out of rotation.
     pub(crate) presence: Arc<Presence>,
     /// When it last refused a connection, in milliseconds after `born`, plus one; zero
@@ -42,6 +45,7 @@ impl Upstream {
         Upstream {
             addr,
             pool: Pool::default(),
+            raw: Pool::default(),
             presence: traffic.presence(addr),
             refused_at: AtomicU64::new(0),
             born: Instant::now(),

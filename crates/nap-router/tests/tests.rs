@@ -9,6 +9,7 @@ mod draining;
 mod errors;
 mod failover;
 mod forwarding;
+mod framing;
 mod https;
 mod limits;
 mod upgrade;

@@ -4,9 +4,10 @@
 //! Every case is bytes chosen here, sent over a TcpStream, against an
 //! instance that records every byte reaching it (`support::raw`). The cases
 //! are tables run through one check each, so that they pin behaviour and not
-//! how the router is built. Cases whose rule today's router does not follow
-//! yet are in `wire_pending.rs` (not part of the suite), with the same checks.
+//! how the router is built. Cases whose rule hyper's HTTP/1.1 path did not
+//! follow are in `beyond_hyper`.
 
+mod beyond_hyper;
 mod boundaries;
 mod framing;
 mod hop_by_hop;

@@ -59,6 +59,8 @@ pub fn refused(
 
 pub const BAD_REQUEST: &[&str] = &["HTTP/1.1 400 Bad Request"];
 pub const TOO_LARGE: &[&str] = &["HTTP/1.1 431 Request Header Fields Too Large"];
+/// A transfer coding the router does not know (RFC 9112 §6.1: 501).
+pub const NOT_IMPLEMENTED: &[&str] = &["HTTP/1.1 501 Not Implemented"];
 
 /// `count` fields `X-Field-N: N`, Host not counted.
 pub fn many_fields(count: usize) -> String {
@@ -137,13 +139,13 @@ async fn ambiguous_or_malformed_heads_are_refused() {
         refused(
             "Transfer-Encoding xchunked",
             request(post, "Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"),
-            BAD_REQUEST,
+            NOT_IMPLEMENTED,
             Nothing,
         ),
         refused(
             "Transfer-Encoding identity",
             request(post, "Transfer-Encoding: identity\r\n", "0\r\n\r\n"),
-            BAD_REQUEST,
+            NOT_IMPLEMENTED,
             Nothing,
         ),
         refused(

@@ -1,8 +1,6 @@
-//! The cases of `wire` whose rule today's router (hyper's HTTP/1.1) does not
-//! follow, with the same checks. This module is not part of the suite:
-//! `tests.rs` does not name it, so that main stays green until the
-//! hand-framed HTTP/1.1 path lands. Add `mod wire_pending;` there to run it;
-//! each case says what hyper does instead.
+//! The cases of `wire` whose rule the router's former HTTP/1.1 path (hyper's)
+//! did not follow, and the hand-framed one does; each case says what hyper did
+//! instead.
 
 use crate::support::raw::{Wire, echo_target, run_cases};
 use crate::wire::hostile::{Hostile, hostile};

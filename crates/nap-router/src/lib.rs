@@ -28,7 +28,8 @@
 //! `headers` (hop-by-hop and forwarding headers), `forward` (order, retries,
 //! the transports' common loop), `traffic` (requests in flight per instance,
 //! and instances being drained), `server` (the accept loops, TLS, limits and
-//! graceful stop). HTTP/1.x: `h1` (a client connection: heads, routing, pages),
+//! graceful stop), `balance` (client connections spread evenly over the
+//! workers). HTTP/1.x: `h1` (a client connection: heads, routing, pages),
 //! `exchange` (one request to the instances and its answer back, upgrades),
 //! `request` and `response` (heads parsed, checked and written again),
 //! `framing` (bodies), `buffer` (a connection's read buffer). HTTP/2: `h2`
@@ -52,6 +53,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+mod balance;
 mod body;
 mod buffer;
 mod exchange;

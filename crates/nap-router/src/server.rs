@@ -31,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info};
 
+use crate::balance::{self, Load, Loads};
 use crate::proxy::{Client, Proxy};
 use crate::stop::{Stop, Stopping};
 use crate::table::{RouteView, Turns};
@@ -92,6 +93,7 @@ pub(crate) async fn run(
     let workers = options.workers.max(1);
     let (finished, mut results) = mpsc::channel(workers);
     let turns = Arc::new(Turns::default());
+    let loads = Loads::new(workers);
     for index in 0..workers {
         let https = match &https {
             Some((listener, acceptor)) => Some((listener.try_clone()?, acceptor.clone())),
@@ -104,6 +106,7 @@ pub(crate) async fn run(
             routes: RouteView::new(routes.clone(), turns.clone(), options.traffic.clone()),
             stop: stop.clone(),
             cut: cut.0.stopping(),
+            load: Load::of(&loads, index),
         };
         let finished = finished.clone();
         std::thread::Builder::new()
@@ -148,6 +151,8 @@ struct Worker {
     routes: RouteView,
     stop: Arc<Stop>,
     cut: Stopping,
+    /// Its open client connections among all workers' (both listeners).
+    load: Load,
 }
 
 impl Worker {
@@ -165,16 +170,24 @@ impl Worker {
             routes,
             stop,
             cut,
+            load,
         } = self;
         // Dropping the runtime at the end cancels whatever a cut left.
         runtime.block_on(async move {
             let listener = TcpListener::from_std(listener)?;
-            let plain = accept_loop(listener, None, shared.clone(), routes.clone(), stop.clone());
+            let plain = accept_loop(
+                listener,
+                None,
+                shared.clone(),
+                routes.clone(),
+                stop.clone(),
+                load.clone(),
+            );
             let tls = async {
                 match https {
                     Some((listener, acceptor)) => {
                         let listener = TcpListener::from_std(listener)?;
-                        accept_loop(listener, Some(acceptor), shared, routes, stop).await
+                        accept_loop(listener, Some(acceptor), shared, routes, stop, load).await
                     }
                     None => Ok(()),
                 }
@@ -199,6 +212,7 @@ async fn accept_loop(
     // handed on, and then keeps its own.
     mut routes: RouteView,
     stop: Arc<Stop>,
+    load: Load,
 ) -> io::Result<()> {
     // Owning the connection tasks means dropping this ends them all.
     let mut connections = JoinSet::new();
@@ -206,10 +220,13 @@ async fn accept_loop(
     let limit = shared.limit;
 
     loop {
+        // A worker well above the least loaded one leaves new connections to the others.
+        let accepting = load.may_accept();
         tokio::select! {
             () = &mut stopping => break,
             Some(joined) = connections.join_next(), if !connections.is_empty() => report(joined),
-            accepted = nap_stdx::accept("router", || listener.accept()) => match accepted {
+            () = tokio::time::sleep(balance::RECHECK), if !accepting => {}
+            accepted = nap_stdx::accept("router", || listener.accept()), if accepting => match accepted {
                 Ok((stream, peer)) => {
                     // Over the cap, close at once rather than leave clients
                     // waiting in the backlog for a slot.
@@ -223,6 +240,7 @@ async fn accept_loop(
                     }
                     routes.current();
                     let (shared, routes, stopping) = (shared.clone(), routes.clone(), stop.stopping());
+                    let open = load.open();
                     match &tls {
                         None => {
                             let task = serve_connection(
@@ -235,10 +253,18 @@ async fn accept_loop(
                             );
                             // Boxed: a spawn moves the future several times, and the
                             // connection's future is kilobytes; a box is a pointer.
+                            let task = async move {
+                                task.await;
+                                drop(open);
+                            };
                             connections.spawn(Box::pin(task).instrument(tracing::debug_span!("connection", %peer)));
                         }
                         Some(acceptor) => {
                             let task = serve_tls(shared, acceptor.clone(), stream, peer, routes, stopping, permit);
+                            let task = async move {
+                                task.await;
+                                drop(open);
+                            };
                             connections.spawn(Box::pin(task).instrument(tracing::debug_span!("tls connection", %peer)));
                         }
                     }

@@ -5,9 +5,13 @@ use std::io::{BufRead, BufReader, Write};
 use crate::both_modes;
 use crate::util::{Fixture, free_port};
 
+// SO_REUSEADDR, as Python's own http.server sets it: `free_port` checks with std's listener,
+// which sets it too, and without it a port that an earlier test's connection left in
+// TIME_WAIT would pass that check and fail this bind (seen once in 15 runs).
 const SERVER: &str = "
 import os, socket
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('127.0.0.1', int(os.environ['PORT'])))
 s.listen()
 print('listening', flush=True)

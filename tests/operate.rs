@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::harness::{Nap, http_get, server_profile, text};
+use crate::harness::{Nap, http, http_get, server_profile, text};
 
 #[test]
 fn scale_up_and_down_persists_and_survives_a_restart() {
@@ -31,6 +31,19 @@ fn scale_up_and_down_persists_and_survives_a_restart() {
     for i in &instances {
         assert!(http_get(i.port, "/").is_some());
     }
+    // Restoring an app waits until the router has its instances, as a deploy does; the
+    // routes must be fed by then (they were not, and every restore waited out the
+    // 30 s drain timeout before the daemon served).
+    let log = nap.log_text();
+    assert!(!log.contains("not in the routes"), "{log}");
+    let routed = http(
+        nap.router_port,
+        "GET",
+        "/",
+        &[("Host", "web.localhost")],
+        "",
+    );
+    assert_eq!(routed.map(|(status, _)| status), Some(200));
     // A push that does not change the profile's scale keeps the set scale...
     alice.commit(&repo, &[("README", "more\n")], "docs");
     alice.deploy(&repo, "web");

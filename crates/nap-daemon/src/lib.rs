@@ -370,6 +370,22 @@ pub async fn serve(
         router,
         https,
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    // The routes are fed before the apps come back: restoring an app waits until its
+    // instances are in the published routes, as every deploy does, and without the
+    // feed they would never be (each restore then waited out the drain timeout).
+    routing::load_apps(&daemon).await;
+    tasks.spawn({
+        let (daemon, stop) = (daemon.clone(), stopped(stop_rx.clone()));
+        async move {
+            routing::feed(daemon, stop).await;
+            Ok(())
+        }
+    });
     // Apps come back before the daemon says it is ready, so whoever waits
     // for that line finds them running.
     daemon.restore_all().await;
@@ -383,10 +399,6 @@ pub async fn serve(
     }
     ready(&bound);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     let options = nap_ssh::Options {
         git_user: daemon.settings.git_user.clone(),
         max_connections: daemon.settings.max_connections,
@@ -394,7 +406,6 @@ pub async fn serve(
         ..nap_ssh::Options::default()
     };
     let gate: Arc<dyn nap_ssh::Gate> = Arc::new(gate::SshGate(daemon.clone()));
-    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(nap_ssh::serve(
         ssh_listener,
         host_key,
@@ -425,15 +436,6 @@ pub async fn serve(
         challenges: Some(daemon.tls.challenges.clone()),
         ..nap_router::Options::default()
     };
-    // The apps as they are now are in the routes before the router serves.
-    routing::load_apps(&daemon).await;
-    tasks.spawn({
-        let (daemon, stop) = (daemon.clone(), stopped(stop_rx.clone()));
-        async move {
-            routing::feed(daemon, stop).await;
-            Ok(())
-        }
-    });
     let listeners = nap_router::Listeners {
         http: router_listener,
         https: Some(nap_router::Https {

@@ -152,6 +152,15 @@ impl Daemon {
             Ok(Err(message)) => return fail(out, message).await,
             Err(e) => return fail(out, format!("internal error: {e}")).await,
         }
+        // Nothing to build and no release phase (a static site, a binary pushed as it
+        // is): no cgroup to make and remove, nothing to start.
+        if nap_build::detect(tree, profile.build.as_deref())
+            .label()
+            .is_none()
+            && profile.release.is_none()
+        {
+            return Ok(());
+        }
         let env = step_env(app, number, config);
         // The memory limit: the profile's, on a cgroup of the steps' own (as for `run`),
         // kept until the release phase ends; dropping it kills what is left in it.

@@ -4,6 +4,7 @@
 //! the bytes after an upgrade are never lost between two reads.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -19,15 +20,24 @@ pub(crate) struct Reader<S> {
     /// allocation, not a write of every byte.
     buffer: Vec<u8>,
     start: usize,
+    /// How long a body passing through may make no progress on this connection
+    /// ([`crate::Options::body_timeout`]).
+    stall: Duration,
 }
 
 impl<S> Reader<S> {
-    pub(crate) fn new(stream: S) -> Reader<S> {
+    pub(crate) fn new(stream: S, stall: Duration) -> Reader<S> {
         Reader {
             stream,
             buffer: Vec::with_capacity(INITIAL),
             start: 0,
+            stall,
         }
+    }
+
+    /// How long a body may make no progress on this connection.
+    pub(crate) fn stall(&self) -> Duration {
+        self.stall
     }
 
     /// The bytes read and not consumed yet.

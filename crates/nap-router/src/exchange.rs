@@ -53,7 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
         if ask.expect_continue && ask.framing != Framing::Empty {
             // The router reads the body itself; the instance gets it without asking.
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            if framing::flush(&mut self.reader.stream, self.out)
+            if framing::flush(&mut self.reader.stream, self.out, self.proxy.body_timeout)
                 .await
                 .is_err()
             {
@@ -93,7 +93,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
                     if matches!(failure, Failure::Malformed) {
                         let page = Page::new(StatusCode::BAD_REQUEST, "400 Bad Request\n");
                         write_page(self.out, ask, false, &page);
-                        let _ = framing::flush(&mut self.reader.stream, self.out).await;
+                        let _ = framing::flush(
+                            &mut self.reader.stream,
+                            self.out,
+                            self.proxy.body_timeout,
+                        )
+                        .await;
                     }
                     return (400, None, false);
                 }
@@ -235,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
                 }
             };
             let relayed = match relayed {
-                Ok(()) => framing::flush(&mut to, self.out).await,
+                Ok(()) => framing::flush(&mut to, self.out, self.proxy.body_timeout).await,
                 failed => failed,
             };
             let wrote = to.wrote;
@@ -275,7 +280,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             keep,
             &Page::new(StatusCode::BAD_GATEWAY, text),
         );
-        let flushed = framing::flush(&mut self.reader.stream, self.out).await;
+        let flushed =
+            framing::flush(&mut self.reader.stream, self.out, self.proxy.body_timeout).await;
         (502, keep && flushed.is_ok())
     }
 
@@ -284,7 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
     async fn tunnel(&mut self, mut instance: Reader<TcpStream>, addr: std::net::SocketAddr) {
         self.out.extend_from_slice(instance.buffered());
         instance.consume(instance.buffered().len());
-        if framing::flush(&mut self.reader.stream, self.out)
+        if framing::flush(&mut self.reader.stream, self.out, self.proxy.body_timeout)
             .await
             .is_err()
         {
@@ -377,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
             let mut instance = match pooled.take() {
                 Some(instance) => instance,
                 None => match pool::connect_tcp(upstream.addr, proxy.connect_timeout).await {
-                    Ok(stream) => Reader::new(stream),
+                    Ok(stream) => Reader::new(stream, proxy.body_timeout),
                     Err(error) => return Attempt::NotSent(body, error.into()),
                 },
             };
@@ -415,7 +421,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
                 _ => Ok(()),
             };
             let rest = match rest {
-                Ok(()) => framing::flush(to, self.out).await,
+                Ok(()) => framing::flush(to, self.out, proxy.body_timeout).await,
                 failed => failed,
             };
             if let Err(failure) = rest {

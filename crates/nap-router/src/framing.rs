@@ -6,10 +6,16 @@
 //! The bytes to send collect in the caller's write buffer, which may already hold the
 //! message's head, and leave whenever the source has nothing more buffered: a small
 //! response goes out in one write, a large one streams.
+//!
+//! A body that makes no progress for [`crate::Options::body_timeout`] — nothing arrives
+//! from its sender, or its receiver takes nothing — is cut. The timer costs nothing
+//! when the bytes are there at once: tokio registers it only when the read or write has
+//! to wait.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -53,16 +59,52 @@ pub(crate) enum Chunks {
     Plain,
 }
 
-/// Sends what `out` holds.
+/// Sends what `out` holds; a receiver that takes none of it for `stall` fails.
 pub(crate) async fn flush<W: AsyncWrite + Unpin>(
     to: &mut W,
     out: &mut Vec<u8>,
+    stall: Duration,
 ) -> Result<(), Failure> {
     if !out.is_empty() {
-        to.write_all(out).await.map_err(Failure::Sink)?;
+        write_all(to, out, stall).await?;
         out.clear();
     }
     Ok(())
+}
+
+/// Writes all of `bytes`, each write given `stall` to take something.
+async fn write_all<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> Result<(), Failure> {
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, to.write(bytes)).await {
+            Ok(Ok(0)) => return Err(Failure::Sink(io::ErrorKind::WriteZero.into())),
+            Ok(Ok(written)) => bytes = &bytes[written..],
+            Ok(Err(error)) => return Err(Failure::Sink(error)),
+            Err(_) => return Err(Failure::Sink(stalled())),
+        }
+    }
+    Ok(())
+}
+
+/// Reads more of `from` into its buffer, given its `stall` to send something.
+async fn fill<R: AsyncRead + Unpin>(from: &mut Reader<R>) -> Result<usize, Failure> {
+    let stall = from.stall();
+    match tokio::time::timeout(stall, from.fill(READ_LIMIT)).await {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(error)) => Err(Failure::Source(error)),
+        Err(_) => Err(Failure::Source(stalled())),
+    }
+}
+
+/// The error of a side that made no progress in time.
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no progress within the router's body timeout",
+    )
 }
 
 /// Reads more of the source, first sending what is waiting (the receiver should not
@@ -72,11 +114,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    flush(to, out).await?;
-    match from.fill(READ_LIMIT).await {
-        Ok(0) => Err(Failure::Source(io::ErrorKind::UnexpectedEof.into())),
-        Ok(_) => Ok(()),
-        Err(error) => Err(Failure::Source(error)),
+    flush(to, out, from.stall()).await?;
+    match fill(from).await? {
+        0 => Err(Failure::Source(io::ErrorKind::UnexpectedEof.into())),
+        _ => Ok(()),
     }
 }
 
@@ -97,14 +138,13 @@ where
         let here =
             usize::try_from(length).map_or(buffered.len(), |length| length.min(buffered.len()));
         if out.is_empty() && here >= FLUSH_AT {
-            to.write_all(&buffered[..here])
-                .await
-                .map_err(Failure::Sink)?;
+            let stall = from.stall();
+            write_all(to, &from.buffered()[..here], stall).await?;
             from.consume(here);
         } else {
             from.take_into(length, out);
             if out.len() >= FLUSH_AT {
-                flush(to, out).await?;
+                flush(to, out, from.stall()).await?;
             }
         }
         length -= here as u64;
@@ -217,11 +257,9 @@ where
                 out.extend_from_slice(b"\r\n");
             }
         }
-        flush(to, out).await?;
-        match from.fill(READ_LIMIT).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error) => return Err(Failure::Source(error)),
+        flush(to, out, from.stall()).await?;
+        if fill(from).await? == 0 {
+            break;
         }
     }
     if chunks == Chunks::Framed {

@@ -17,7 +17,7 @@
 
 use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use nap_certs::ChallengeLookup;
@@ -43,7 +43,7 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut reader = Reader::new(stream);
+    let mut reader = Reader::new(stream, proxy.body_timeout);
     let mut out = Vec::with_capacity(4096);
     let mut head = Vec::with_capacity(1024);
     let mut name = String::new();
@@ -111,7 +111,7 @@ pub(crate) async fn serve<S>(
             }
             Err(refusal) => {
                 debug!(client = %client.addr, status = refusal.status.as_u16(), "request refused");
-                refuse(&mut reader.stream, &mut out, &refusal).await;
+                refuse(&mut reader.stream, &mut out, &refusal, proxy.body_timeout).await;
                 return;
             }
         };
@@ -121,7 +121,10 @@ pub(crate) async fn serve<S>(
                 // A body that was not read cannot be skipped safely: close after.
                 let keep = ask.keep_alive && ask.framing == Framing::Empty;
                 write_page(&mut out, &ask, keep, &page);
-                if framing::flush(&mut reader.stream, &mut out).await.is_err() {
+                if framing::flush(&mut reader.stream, &mut out, proxy.body_timeout)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 (page.status.as_u16(), None, keep)
@@ -293,7 +296,12 @@ pub(crate) fn write_page(out: &mut Vec<u8>, ask: &Ask, keep: bool, page: &Page) 
 }
 
 /// Answers a refused request head and leaves the connection to be closed.
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, refusal: &Refusal) {
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    refusal: &Refusal,
+    stall: Duration,
+) {
     let ask = Ask {
         http10: false,
         head_request: false,
@@ -304,6 +312,6 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, refusa
         idempotent: false,
     };
     write_page(out, &ask, false, &Page::new(refusal.status, refusal.text));
-    let _ = framing::flush(stream, out).await;
+    let _ = framing::flush(stream, out, stall).await;
     let _ = stream.shutdown().await;
 }

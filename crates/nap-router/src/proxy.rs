@@ -24,6 +24,8 @@ pub(crate) struct Proxy {
     pub(crate) connect_timeout: Duration,
     /// How long a client may take to send a request head (HTTP/1.x).
     pub(crate) header_read_timeout: Duration,
+    /// See [`Options::body_timeout`].
+    pub(crate) body_timeout: Duration,
     pub(crate) retry_body_limit: u64,
     /// The ACME HTTP-01 challenges to answer on plain HTTP.
     pub(crate) challenges: Option<Challenges>,
@@ -85,6 +87,7 @@ impl Proxy {
             domain: host::normalise_domain(&options.domain),
             connect_timeout: options.connect_timeout,
             header_read_timeout: options.header_read_timeout,
+            body_timeout: options.body_timeout,
             retry_body_limit: u64::try_from(options.retry_body_limit).unwrap_or(u64::MAX),
             challenges: options.challenges.clone(),
             https_port,

@@ -7,6 +7,7 @@ use nap_router::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::raw::{Instance, echo_target};
 use crate::support::{Backend, Router, client, fetch, read_response, request};
 
 /// A safety net only: these tests wait for events, and hang without it if
@@ -96,4 +97,31 @@ async fn fetch_owned(request: hyper::http::request::Builder) -> (StatusCode, hyp
         request.body(Default::default()).expect("request"),
     )
     .await
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_its_body_is_cut_off() {
+    let options = Options {
+        body_timeout: Duration::from_millis(100),
+        ..Options::default()
+    };
+    let router = Router::start_with(options).await;
+    let instance = Instance::start(echo_target).await;
+    router.apps.set("web", &[instance.addr]);
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    // A POST streams; 10 of its 1,000 bytes come, then nothing.
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(HANG, stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    // The instance's half of a request is not left open (nor pooled) either.
+    instance.settled().await;
+    assert!(
+        instance.requests().is_empty(),
+        "no whole request reached it"
+    );
+    router.stopped().await.unwrap();
 }

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 /// How much a worker may be above the least loaded one and still accept.
 const SLACK: usize = 1;
 
@@ -65,19 +67,27 @@ impl Load {
             .all(|other| mine <= other.load(Ordering::Relaxed) + SLACK)
     }
 
-    /// Counts a connection this worker accepted, until the returned guard is dropped.
-    pub(crate) fn open(&self) -> Open {
+    /// Counts a connection this worker accepted, with its `permit` of the router-wide
+    /// cap, until the returned guard is dropped.
+    pub(crate) fn open(&self, permit: OwnedSemaphorePermit) -> Open {
         self.count().fetch_add(1, Ordering::Relaxed);
-        Open(self.clone())
+        Open {
+            load: self.clone(),
+            _permit: permit,
+        }
     }
 }
 
-/// A worker's open connection, counted until dropped.
-pub(crate) struct Open(Load);
+/// A client connection that is open: counted for its worker and holding its place under
+/// the router's cap until dropped, which its task does when the connection ends.
+pub(crate) struct Open {
+    load: Load,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.count().fetch_sub(1, Ordering::Relaxed);
+        self.load.count().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -85,26 +95,32 @@ impl Drop for Open {
 mod tests {
     use super::*;
 
+    fn permit() -> OwnedSemaphorePermit {
+        Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit")
+    }
+
     #[test]
     fn only_workers_near_the_least_loaded_accept() {
         let loads = Loads::new(3);
         let workers: Vec<Load> = (0..3).map(|index| Load::of(&loads, index)).collect();
         let accepting = || -> Vec<bool> { workers.iter().map(Load::may_accept).collect() };
         assert_eq!(accepting(), [true, true, true]);
-        let first = workers[0].open();
-        let second = workers[0].open();
+        let first = workers[0].open(permit());
+        let second = workers[0].open(permit());
         // Two above the others: the first worker waits, the others take the next ones.
         assert_eq!(accepting(), [false, true, true]);
-        let third = workers[1].open();
+        let third = workers[1].open(permit());
         // Still two above the third worker, which has none.
         assert_eq!(accepting(), [false, true, true]);
-        let fourth = workers[2].open();
+        let fourth = workers[2].open(permit());
         assert_eq!(accepting(), [true, true, true]);
         drop((first, second, third, fourth));
         assert_eq!(accepting(), [true, true, true]);
         let alone = Loads::new(1);
         let only = Load::of(&alone, 0);
-        let _many: Vec<Open> = (0..10).map(|_| only.open()).collect();
+        let _many: Vec<Open> = (0..10).map(|_| only.open(permit())).collect();
         assert!(only.may_accept(), "a single worker always accepts");
     }
 }

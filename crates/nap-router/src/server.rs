@@ -27,11 +27,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nap_certs::HttpsAcceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info};
 
-use crate::balance::{self, Load, Loads};
+use crate::balance::{self, Load, Loads, Open};
 use crate::proxy::{Client, Proxy};
 use crate::stop::{Stop, Stopping};
 use crate::table::{RouteView, Turns};
@@ -240,7 +240,7 @@ async fn accept_loop(
                     }
                     routes.current();
                     let (shared, routes, stopping) = (shared.clone(), routes.clone(), stop.stopping());
-                    let open = load.open();
+                    let open = load.open(permit);
                     match &tls {
                         None => {
                             let task = serve_connection(
@@ -249,22 +249,14 @@ async fn accept_loop(
                                 Client::new(peer, false),
                                 routes,
                                 stopping,
-                                permit,
+                                open,
                             );
                             // Boxed: a spawn moves the future several times, and the
                             // connection's future is kilobytes; a box is a pointer.
-                            let task = async move {
-                                task.await;
-                                drop(open);
-                            };
                             connections.spawn(Box::pin(task).instrument(tracing::debug_span!("connection", %peer)));
                         }
                         Some(acceptor) => {
-                            let task = serve_tls(shared, acceptor.clone(), stream, peer, routes, stopping, permit);
-                            let task = async move {
-                                task.await;
-                                drop(open);
-                            };
+                            let task = serve_tls(shared, acceptor.clone(), stream, peer, routes, stopping, open);
                             connections.spawn(Box::pin(task).instrument(tracing::debug_span!("tls connection", %peer)));
                         }
                     }
@@ -304,7 +296,7 @@ async fn serve_connection<Stream>(
     routes: RouteView,
     mut stopping: Stopping,
     // Held for as long as the client's connection is open, tunnel included.
-    _permit: OwnedSemaphorePermit,
+    _open: Open,
 ) where
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -320,7 +312,7 @@ async fn serve_tls(
     peer: std::net::SocketAddr,
     routes: RouteView,
     mut stopping: Stopping,
-    permit: OwnedSemaphorePermit,
+    open: Open,
 ) {
     // The handshake has a timeout of its own; a stop meanwhile ends it at once.
     let handshake = tokio::select! {
@@ -338,9 +330,9 @@ async fn serve_tls(
     };
     let client = Client::new(peer, true);
     if tls.is_http2() {
-        serve_http2(shared, TokioIo::new(tls), client, routes, stopping, permit).await;
+        serve_http2(shared, TokioIo::new(tls), client, routes, stopping, open).await;
     } else {
-        serve_connection(shared, tls, client, routes, stopping, permit).await;
+        serve_connection(shared, tls, client, routes, stopping, open).await;
     }
 }
 
@@ -352,7 +344,7 @@ async fn serve_http2<Stream>(
     client: Client,
     routes: RouteView,
     mut stopping: Stopping,
-    _permit: OwnedSemaphorePermit,
+    _open: Open,
 ) where
     Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

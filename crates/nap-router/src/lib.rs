@@ -91,13 +91,14 @@ pub struct Options {
     /// when the connection starts waiting for a request); default 30 s. This
     /// is what stops slowloris clients from holding connections forever.
     pub header_read_timeout: Duration,
-    /// How long a body passing through may make no progress — nothing arrives from the
+    /// How long an HTTP/1.x body passing through may make no progress — nothing arrives from the
     /// side sending it, or the side receiving it takes nothing — before the exchange is
     /// cut and both connections closed; default 60 s, nginx's default for the same
     /// (`client_body_timeout`, `proxy_read_timeout` between reads, `send_timeout`).
     /// Without it a client that trickles its body or never reads its answer, or an
     /// instance that stops reading a body, holds a connection for ever. The wait for an
-    /// instance's response head and upgraded connections (WebSockets) have no such limit.
+    /// instance's response head, upgraded connections (WebSockets) and HTTP/2 streams
+    /// (hyper's) have no such limit.
     pub body_timeout: Duration,
     /// At most this many client connections at once; connections beyond it
     /// are closed as soon as they are accepted. Default 4096.

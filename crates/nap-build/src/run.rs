@@ -103,9 +103,8 @@ pub(crate) async fn run<S: AsRef<OsStr>>(
     // streams, so the lines keep the order they were written in.
     let mut prelude = String::new();
     if cgroup.is_some() {
-        prelude.push_str(&format!(
-            "echo $$ > \"$1/cgroup.procs\" || exit {CGROUP_JOIN_FAILED}\n"
-        ));
+        prelude.push_str(&nap_sandbox::join_cgroup(1, CGROUP_JOIN_FAILED));
+        prelude.push('\n');
     }
     prelude.push_str("exec 2>&1\n");
     let mut outer = launch.command(&prelude);

@@ -67,7 +67,7 @@
 //! let launch = sandbox.launch(policy, &["/bin/sh", "-c", "exec python3 app.py"])?;
 //! // The prelude runs in the outer shell before it execs bwrap: here it joins a cgroup, so
 //! // that bwrap and every process of the sandbox are in it.
-//! let mut command = launch.command("echo $$ > \"$1/cgroup.procs\" || exit 97");
+//! let mut command = launch.command(&nap_sandbox::join_cgroup(1, 97));
 //! command
 //!     .arg(cgroup_dir)
 //!     .stdout(std::process::Stdio::piped())
@@ -87,7 +87,7 @@ mod policy;
 mod ro_paths;
 mod sandbox;
 
-pub use launch::{AppStdin, Launch};
+pub use launch::{AppStdin, Launch, join_cgroup};
 pub use policy::{
     APP_DIR, APP_USER_NAME, CACHE_DIR, CACHE_VAR, DEFAULT_PATH, HOME_DIR, Identity, LaunchError,
     Policy, STORAGE_DIR, STORAGE_VAR, prepare_writable_dir,

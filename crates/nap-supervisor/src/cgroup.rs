@@ -151,7 +151,7 @@ impl Cgroups {
             })?;
             let status = tokio::process::Command::new("/bin/sh")
                 .arg("-c")
-                .arg("echo $$ > \"$1/cgroup.procs\"")
+                .arg(nap_sandbox::join_cgroup(1, JOIN_FAILED_STATUS))
                 .arg("sh")
                 .arg(&cgroup.dir)
                 .stdin(Stdio::null())

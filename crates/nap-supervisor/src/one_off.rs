@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStderr};
 use tokio::time::Instant;
 
-use crate::cgroup::{Cgroup, Cgroups, MemoryLimits};
+use crate::cgroup::{Cgroup, Cgroups, JOIN_FAILED_STATUS, MemoryLimits};
 use crate::group::Group;
 use crate::orphans::{self, Record};
 use crate::run::{self, RunIo};
@@ -52,8 +52,8 @@ pub enum CgroupError {
 
 /// A memory cgroup of its own for a process that is no instance: a one-off `run`, a build.
 ///
-/// A process joins it by writing its own pid into `PATH/cgroup.procs` before it execs the
-/// sandbox (see [`OneOffCgroup::JOIN_PRELUDE`]), so bwrap and every process it starts are
+/// A process joins it by writing itself into the cgroup before it execs the sandbox (see
+/// [`OneOffCgroup::join_prelude`]), so bwrap and every process it starts are
 /// inside and the limit holds for all of them. When it is dropped, whatever is left in it is
 /// killed and the cgroup is removed.
 #[derive(Debug)]
@@ -64,7 +64,9 @@ pub struct OneOffCgroup {
 impl OneOffCgroup {
     /// A `/bin/sh` prelude that moves the shell into the cgroup whose path is `$1` (exit
     /// status 97 when it cannot): what the sandbox's outer shell runs before it execs bwrap.
-    pub const JOIN_PRELUDE: &'static str = "echo $$ > \"$1/cgroup.procs\" || exit 97";
+    pub fn join_prelude() -> String {
+        nap_sandbox::join_cgroup(1, JOIN_FAILED_STATUS)
+    }
 
     /// Makes cgroup `NAME` (or `NAME.N` when that is taken) next to the instances' cgroups,
     /// limited to `memory_limit` bytes (no swap) when one is given. `Ok(None)` when memory
@@ -100,8 +102,7 @@ impl OneOffCgroup {
         Ok(Some(one_off))
     }
 
-    /// The cgroup's directory: what a process writes its pid into (`PATH/cgroup.procs`) to
-    /// join, and what nap-build's `BuildRequest.memory_cgroup` takes.
+    /// The cgroup's directory: what [`OneOffCgroup::join_prelude`] takes as `$1`, and what nap-build's `BuildRequest.memory_cgroup` takes.
     pub fn path(&self) -> &Path {
         self.cgroup.dir()
     }
@@ -369,7 +370,7 @@ mod tests {
         assert_eq!(limit.trim(), (32u64 << 20).to_string());
         let mut child = tokio::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(format!("{}\nexec sleep 300", OneOffCgroup::JOIN_PRELUDE))
+            .arg(format!("{}\nexec sleep 300", OneOffCgroup::join_prelude()))
             .arg("sh")
             .arg(&dir)
             .stdout(std::process::Stdio::piped())

@@ -82,8 +82,9 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 fn unsandboxed_wrapper() -> String {
     format!(
         "trap 'exit 143' TERM\n\
-         [ -z \"$2\" ] || echo $$ > \"$2/cgroup.procs\" || exit {JOIN_FAILED_STATUS}\n\
-         eval \"set --; $3$1\"\n"
+         [ -z \"$2\" ] || {join}\n\
+         eval \"set --; $3$1\"\n",
+        join = nap_sandbox::join_cgroup(2, JOIN_FAILED_STATUS)
     )
 }
 
@@ -230,7 +231,7 @@ fn spawn_sandboxed(
     };
     let mut command = match cgroup {
         Some(cgroup) => {
-            let mut command = launch.command_with_stdin(OneOffCgroup::JOIN_PRELUDE, app_stdin);
+            let mut command = launch.command_with_stdin(&OneOffCgroup::join_prelude(), app_stdin);
             command.arg(cgroup.dir());
             command
         }
@@ -475,10 +476,10 @@ mod tests {
     /// that `describe_exit` explains.
     #[test]
     fn the_join_prelude_fails_with_the_status_that_is_described() {
+        let prelude = OneOffCgroup::join_prelude();
         assert!(
-            OneOffCgroup::JOIN_PRELUDE.ends_with(&format!("exit {JOIN_FAILED_STATUS}")),
-            "{}",
-            OneOffCgroup::JOIN_PRELUDE
+            prelude.ends_with(&format!("exit {JOIN_FAILED_STATUS}")),
+            "{prelude}"
         );
     }
 

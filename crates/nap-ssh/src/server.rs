@@ -70,7 +70,7 @@ fn config(host_key: PrivateKey, options: &Options) -> Config {
         keepalive_max: 3,
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 65535,
-        nodelay: true,
+        // (`nodelay` is applied by russh's own accept loop only; `serve` sets it.)
         preferred,
         ..Config::default()
     }
@@ -99,6 +99,12 @@ pub async fn serve(
             warn!(%peer, "too many connections; closing this one");
             continue;
         };
+        // SSH is a conversation of small packets: with Nagle's algorithm, a second
+        // small write waits for the client's delayed ACK of the first (40 ms on Linux),
+        // several times per session.
+        if let Err(error) = socket.set_nodelay(true) {
+            debug!(%peer, %error, "cannot turn Nagle's algorithm off");
+        }
         let authenticated = Arc::new(AtomicBool::new(false));
         let handler = ClientHandler::new(gate.clone(), options.clone(), authenticated.clone());
         let config = config.clone();
@@ -139,5 +145,90 @@ pub async fn serve(
             }
             .instrument(span),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+    use russh::keys::PublicKey;
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::{BoxFuture, Io};
+
+    struct Nobody;
+
+    impl Gate for Nobody {
+        fn identify(&self, _key: &PublicKey) -> Option<nap_core::Caller> {
+            None
+        }
+
+        fn exec<'a>(&'a self, _: nap_core::Caller, _: String, _: Io<'a>) -> BoxFuture<'a, u32> {
+            Box::pin(async { 1 })
+        }
+    }
+
+    /// Copies of this process's TCP sockets from `local` to `peer`, with the descriptor
+    /// each was copied from (`pidfd_getfd` on ourselves: a new descriptor for the same
+    /// socket, without unsafe code).
+    fn sockets_between(local: SocketAddr, peer: SocketAddr) -> Vec<(RawFd, OwnedFd)> {
+        let us = pidfd_open(getpid(), PidfdFlags::empty()).expect("pidfd_open");
+        let address = |a: Option<rustix::net::SocketAddrAny>| SocketAddr::try_from(a?).ok();
+        std::fs::read_dir("/proc/self/fd")
+            .expect("list /proc/self/fd")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+            .filter_map(|fd| Some((fd, pidfd_getfd(&us, fd, PidfdGetfdFlags::empty()).ok()?)))
+            .filter(|(_, copy)| {
+                address(rustix::net::getsockname(copy).ok()) == Some(local)
+                    && address(rustix::net::getpeername(copy).ok().flatten()) == Some(peer)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_for_delayed_acks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = crate::load_or_create_host_key(&dir.path().join("host_key")).expect("key");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            key,
+            Options::default(),
+            Arc::new(Nobody),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut client = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        // The banner: the server has accepted the connection and holds its socket.
+        let mut banner = [0u8; 8];
+        client.read_exact(&mut banner).await.expect("banner");
+        assert_eq!(&banner, b"SSH-2.0-");
+        let client_address = client.local_addr().expect("client address");
+        let ours: Vec<RawFd> = sockets_between(client_address, address)
+            .into_iter()
+            .map(|(fd, _)| fd)
+            .collect();
+        assert_eq!(
+            ours,
+            [client.as_raw_fd()],
+            "the lookup finds the client's socket"
+        );
+        let servers = sockets_between(address, client_address);
+        assert_eq!(servers.len(), 1, "the server's side of the connection");
+        assert!(
+            rustix::net::sockopt::tcp_nodelay(&servers[0].1).expect("TCP_NODELAY"),
+            "the server's socket has Nagle's algorithm on"
+        );
+        let _ = stop.send(());
+        server.await.expect("server task").expect("serve");
     }
 }

@@ -7,6 +7,7 @@
 
 mod handler;
 mod host_key;
+mod quick_ack;
 mod server;
 
 pub use host_key::{HostKeyError, load_or_create_host_key};

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::Gate;
 use crate::handler::ClientHandler;
+use crate::quick_ack::QuickAck;
 
 /// How the SSH front door behaves.
 #[derive(Debug, Clone)]
@@ -113,7 +114,7 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let session = match russh::server::run_stream(config, socket, handler).await {
+                let session = match russh::server::run_stream(config, QuickAck::new(socket), handler).await {
                     Ok(session) => session,
                     Err(e) => {
                         debug!(error = ?e, "handshake failed");

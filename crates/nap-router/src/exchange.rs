@@ -459,7 +459,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
                 _ => None,
             };
             if let Some(rest) = rest {
-                let streamed = stream_body(self.client, &mut instance, self.out, rest).await;
+                // Boxed: its future is large, and every request's future would carry it.
+                let streamed =
+                    Box::pin(stream_body(self.client, &mut instance, self.out, rest)).await;
                 self.out.clear();
                 match streamed {
                     Streamed::Whole => {}

@@ -1,10 +1,15 @@
 //! The bodies that flow through hyper (HTTP/2 clients' requests and their
 //! answers), without boxing.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::pool::Checkin;
 
@@ -16,7 +21,7 @@ pub(crate) enum RequestBody {
     /// once it has been handed out.
     Buffered(Option<Bytes>),
     /// The client's body, streamed as it arrives; it can be sent only once.
-    Streaming(Incoming),
+    Streaming(Timed),
 }
 
 impl RequestBody {
@@ -32,12 +37,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Buffered(bytes) => {
@@ -63,6 +68,104 @@ impl Body for RequestBody {
             }
             RequestBody::Streaming(incoming) => incoming.size_hint(),
         }
+    }
+}
+
+/// Why a client's HTTP/2 request body did not arrive in full.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The stream broke.
+    Broke(hyper::Error),
+    /// Nothing came for [`crate::Options::body_timeout`].
+    Stalled,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Broke(error) => write!(f, "the request body broke: {error}"),
+            BodyError::Stalled => {
+                f.write_str("no more of the request body within the body timeout")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Broke(error) => Some(error),
+            BodyError::Stalled => None,
+        }
+    }
+}
+
+/// A client's HTTP/2 request body that fails when no frame of it arrives for a
+/// while (`stall`), as an HTTP/1.x body does: a client that opens a stream and then
+/// sends nothing would hold the stream, and the request to the instance, for ever.
+/// The clock runs only while the body is asked for a frame and has none: a body that
+/// waits because the instance takes nothing is the instance's business.
+pub(crate) struct Timed {
+    incoming: Incoming,
+    stall: Duration,
+    /// Set while a frame is awaited: when the wait gives up.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    /// Set once the body has given up, for the caller to tell a stalled client
+    /// (408) from a failed instance (502).
+    stalled: Arc<AtomicBool>,
+}
+
+impl Timed {
+    pub(crate) fn new(incoming: Incoming, stall: Duration, stalled: Arc<AtomicBool>) -> Timed {
+        Timed {
+            incoming,
+            stall,
+            timer: None,
+            waiting: false,
+            stalled,
+        }
+    }
+}
+
+impl Body for Timed {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.incoming).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|frame| frame.map_err(BodyError::Broke)));
+        }
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = Instant::now() + this.stall;
+            match &mut this.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let expired = this
+            .timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+        if expired {
+            this.stalled.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(BodyError::Stalled)));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
     }
 }
 

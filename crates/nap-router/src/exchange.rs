@@ -5,13 +5,16 @@
 //! 101. An instance's connection goes back to its pool only after a response that
 //! ended exactly where its framing said, with nothing unasked behind it.
 
+use std::pin::pin;
+use std::time::Duration;
+
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::buffer::Reader;
+use crate::buffer::{Held, Reader};
 use crate::forward::{Attempt, Transport, Unanswered};
 use crate::framing::{self, Chunks, Failure};
 use crate::h1::{Ask, Page, write_page};
@@ -79,12 +82,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             out: &mut *self.out,
             upgrade: ask.upgrade,
             client_failed: None,
+            answered_early: false,
         };
         let sent = self
             .proxy
             .send(&mut transport, routed, self.name, body, ask.idempotent)
             .await;
         let client_failed = transport.client_failed.take();
+        let early = transport.answered_early;
         let (instance, upstream, claim) = match sent {
             Ok(answer) => answer,
             Err(unanswered) => {
@@ -111,7 +116,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
             }
         };
         let addr = upstream.addr;
-        let (status, keep) = self.answer(instance, &upstream, claim).await;
+        let (status, keep) = self.answer(instance, &upstream, claim, !early).await;
+        if early {
+            self.linger().await;
+        }
         (status, Some(addr), keep)
     }
 
@@ -132,16 +140,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
     }
 
     /// Passes the instance's response on to the client: its status, and whether the
-    /// client's connection can take another request.
+    /// client's connection can take another request. Without `body_read` the instance
+    /// answered before the request's body had passed in full: the rest of it is still
+    /// on the client's connection, which is closed after the answer, and the instance's
+    /// is not used again.
     async fn answer(
         &mut self,
         mut instance: Reader<TcpStream>,
         upstream: &Upstream,
         claim: crate::traffic::Claim,
+        body_read: bool,
     ) -> (u16, bool) {
         let ask = self.ask;
-        // The request's body has passed in full by now.
-        let body_read = true;
         loop {
             // Read in a block that does not wait, so that the header slots are no
             // part of the connection's future.
@@ -169,7 +179,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
                             code if code < 200 => Seen::Interim,
                             code => {
                                 let sending = response::sending(&parsed, ask.http10);
-                                let keep = ask.keep_alive && sending != Sending::UntilClose;
+                                let keep =
+                                    ask.keep_alive && body_read && sending != Sending::UntilClose;
                                 response::write_client_head(
                                     &parsed, sending, ask.http10, keep, false, self.out,
                                 );
@@ -178,7 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
                                     sending,
                                     keep,
                                     body: parsed.body,
-                                    reusable: parsed.reusable() && !ask.upgrade,
+                                    reusable: parsed.reusable() && !ask.upgrade && body_read,
                                 }
                             }
                         };
@@ -264,6 +275,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
         }
     }
 
+    /// After an answer that came before the request's body was read in full: the client
+    /// may still be sending the rest. A connection closed with received bytes unread is
+    /// reset by the kernel, and a reset can destroy the answer at the client before it
+    /// was read (RFC 9112 §9.6). So the router closes its sending side and reads and
+    /// drops what still comes, until the client closes, is quiet for a while, or has
+    /// had its time (nginx's `lingering_close`, with its default times).
+    async fn linger(&mut self) {
+        if self.reader.stream.shutdown().await.is_err() {
+            return;
+        }
+        let quiet = LINGER_QUIET.min(self.proxy.body_timeout);
+        let until = tokio::time::Instant::now() + LINGER_AT_MOST;
+        loop {
+            let buffered = self.reader.buffered().len();
+            self.reader.consume(buffered);
+            let wait = until.min(tokio::time::Instant::now() + quiet);
+            match tokio::time::timeout_at(wait, self.reader.fill(MAX_HEAD)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
     /// No answer can be passed on, and nothing of one was: 502. The client's
     /// connection goes on if the request's body was read in full (`body_read`).
     async fn bad_gateway(&mut self, why: &str, body_read: bool) -> (u16, bool) {
@@ -317,6 +351,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
     }
 }
 
+/// How long a lingering close ([`Exchange::linger`]) goes on at most, and how long it
+/// waits for more of the body (or less, the body timeout).
+const LINGER_AT_MOST: Duration = Duration::from_secs(30);
+const LINGER_QUIET: Duration = Duration::from_secs(5);
+
 /// What an instance's response head turned out to be.
 enum Seen {
     /// Not all of it has arrived.
@@ -348,6 +387,8 @@ struct Raw<'r, S> {
     upgrade: bool,
     /// Set when the client's side of a streaming body broke, not the instance's.
     client_failed: Option<Failure>,
+    /// Set when the instance answered before a streaming body had passed in full.
+    answered_early: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
@@ -410,27 +451,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
             }
             self.out.clear();
             self.client.consume(prefix);
-            let to = &mut instance.stream;
             let rest = match body {
                 RawBody::Streaming(Framing::Length(length)) if length > prefix as u64 => {
-                    framing::relay_length(self.client, to, self.out, length - prefix as u64).await
+                    Some(Framing::Length(length - prefix as u64))
                 }
-                RawBody::Streaming(Framing::Chunked) => {
-                    framing::relay_chunked(self.client, to, self.out, Chunks::Framed).await
-                }
-                _ => Ok(()),
+                RawBody::Streaming(Framing::Chunked) => Some(Framing::Chunked),
+                _ => None,
             };
-            let rest = match rest {
-                Ok(()) => framing::flush(to, self.out, proxy.body_timeout).await,
-                failed => failed,
-            };
-            if let Err(failure) = rest {
+            if let Some(rest) = rest {
+                // Boxed: its future is large, and every request's future would carry it.
+                let streamed =
+                    Box::pin(stream_body(self.client, &mut instance, self.out, rest)).await;
                 self.out.clear();
-                if matches!(failure, Failure::Sink(_)) {
-                    return Attempt::Sent(Box::new(failure));
+                match streamed {
+                    Streamed::Whole => {}
+                    Streamed::Answered => {
+                        self.answered_early = true;
+                        return Attempt::Answered(instance);
+                    }
+                    Streamed::Failed(failure @ Failure::Sink(_)) => {
+                        return Attempt::Sent(Box::new(failure));
+                    }
+                    Streamed::Failed(failure) => {
+                        self.client_failed = Some(failure);
+                        return Attempt::Sent("the client's body broke".into());
+                    }
                 }
-                self.client_failed = Some(failure);
-                return Attempt::Sent("the client's body broke".into());
+            }
+            // The answer may have started while the body passed.
+            if !instance.buffered().is_empty() {
+                return Attempt::Answered(instance);
             }
             return match instance.fill(MAX_HEAD).await {
                 Ok(0) => Attempt::Sent("closed before answering".into()),
@@ -438,5 +488,95 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Raw<'_, S> {
                 Err(error) => Attempt::Sent(error.into()),
             };
         }
+    }
+}
+
+/// How a streamed request body went.
+enum Streamed {
+    /// It passed in full.
+    Whole,
+    /// The instance answered before it had: its response head is buffered.
+    Answered,
+    /// It broke, and the instance said nothing.
+    Failed(Failure),
+}
+
+/// Passes the rest of a streamed request body on to the instance while reading what
+/// the instance sends meanwhile: an app may answer before it has read the body (a
+/// 413, a 401, a redirect) and then close or stop reading. Its answer is read as it
+/// comes, not after the body, because a connection closed with the body unread gets
+/// reset, and with it whatever was not read yet may be lost. Interim responses are
+/// dropped; once a final response head is in, the body stops.
+async fn stream_body<S>(
+    client: &mut Reader<S>,
+    instance: &mut Reader<TcpStream>,
+    out: &mut Vec<u8>,
+    rest: Framing,
+) -> Streamed
+where
+    S: AsyncRead + Unpin,
+{
+    let stall = instance.stall();
+    let Reader { stream, held } = instance;
+    let (mut from, mut to) = stream.split();
+    let relay = async {
+        let relayed = match rest {
+            Framing::Length(length) => framing::relay_length(client, &mut to, out, length).await,
+            _ => framing::relay_chunked(client, &mut to, out, Chunks::Framed).await,
+        };
+        match relayed {
+            Ok(()) => framing::flush(&mut to, out, stall).await,
+            failed => failed,
+        }
+    };
+    let mut relay = pin!(relay);
+    // Whether the instance's side may still send something.
+    let mut open = true;
+    let failure = loop {
+        tokio::select! {
+            biased;
+            read = held.fill(&mut from, MAX_HEAD), if open => {
+                open = matches!(read, Ok(read) if read > 0);
+                if final_head(held) {
+                    return Streamed::Answered;
+                }
+            }
+            relayed = &mut relay => match relayed {
+                Ok(()) => return Streamed::Whole,
+                Err(failure) => break failure,
+            },
+        }
+    };
+    if !matches!(failure, Failure::Sink(_)) {
+        return Streamed::Failed(failure);
+    }
+    // The instance took no more of the body: what it said before it closed is
+    // buffered or still to be read.
+    while open && !final_head(held) {
+        let read = tokio::time::timeout(stall, held.fill(&mut from, MAX_HEAD)).await;
+        open = matches!(read, Ok(Ok(read)) if read > 0);
+    }
+    if held.buffered().is_empty() {
+        Streamed::Failed(failure)
+    } else {
+        // A final head, or part of one, or something odd: `answer` tells which.
+        Streamed::Answered
+    }
+}
+
+/// Whether `held` starts with a final response head (or with bytes no response starts
+/// with); interim responses before it are dropped.
+fn final_head(held: &mut Held) -> bool {
+    loop {
+        let interim = {
+            let mut slots = header_slots();
+            match response::parse(held.buffered(), &mut slots, false) {
+                Ok(None) => return false,
+                Err(_) => return true,
+                Ok(Some((parsed, _))) if parsed.code >= 200 || parsed.code == 101 => return true,
+                Ok(Some((_, length))) => length,
+            }
+        };
+        held.consume(interim);
     }
 }

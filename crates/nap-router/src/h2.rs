@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use hyper::http::Extensions;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use tracing::{Level, debug};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{BodyError, RequestBody, ResponseBody, Timed};
 use crate::forward::{Hyper, Template, Unanswered};
 use crate::headers;
 use crate::pool::Checkin;
@@ -102,11 +103,16 @@ impl Proxy {
         }
         let (parts, body) = request.into_parts();
         let idempotent = parts.method.is_idempotent();
-        let Ok(body) = self.prepare_body(body, idempotent).await else {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: the request body could not be read\n",
-            );
+        let stalled = Arc::new(AtomicBool::new(false));
+        let body = match self.prepare_body(body, idempotent, &stalled).await {
+            Ok(body) => body,
+            Err(BodyError::Stalled) => return request_timeout(),
+            Err(BodyError::Broke(_)) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "400 Bad Request: the request body could not be read\n",
+                );
+            }
         };
         let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers);
@@ -137,6 +143,10 @@ impl Proxy {
                 if let Unanswered::Broke(addr) = unanswered {
                     *instance = Some(addr);
                 }
+                // The body gave up on the client: its fault, not the instance's.
+                if stalled.load(Ordering::Relaxed) {
+                    return request_timeout();
+                }
                 return page(
                     StatusCode::BAD_GATEWAY,
                     format!("502 Bad Gateway: {name} did not answer\n"),
@@ -161,15 +171,19 @@ impl Proxy {
     }
 
     /// Reads a small body of an idempotent request in full so that it can be
-    /// sent again; everything else streams.
+    /// sent again; everything else streams. Either way the body is given up on when
+    /// the client sends none of it for [`crate::Options::body_timeout`] (and then
+    /// `stalled` is set).
     async fn prepare_body(
         &self,
         body: Incoming,
         idempotent: bool,
-    ) -> Result<RequestBody, hyper::Error> {
+        stalled: &Arc<AtomicBool>,
+    ) -> Result<RequestBody, BodyError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
+        let body = Timed::new(body, self.body_timeout, stalled.clone());
         // Only a body of known length is kept: waiting for an unknown one to
         // end could wait for ever on a client that streams.
         let small = body
@@ -197,6 +211,14 @@ fn request_host(request: &Request<Incoming>) -> Option<HeaderValue> {
     let mut hosts = request.headers().get_all(HOST).iter();
     let host = hosts.next()?;
     hosts.next().is_none().then(|| host.clone())
+}
+
+/// The page for a client that stopped sending its request's body.
+fn request_timeout() -> Response<ResponseBody> {
+    page(
+        StatusCode::REQUEST_TIMEOUT,
+        "408 Request Timeout: the request body stopped arriving\n",
+    )
 }
 
 /// One of the router's own short plain-text pages.

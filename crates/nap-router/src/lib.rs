@@ -96,9 +96,11 @@ pub struct Options {
     /// cut and both connections closed; default 60 s, nginx's default for the same
     /// (`client_body_timeout`, `proxy_read_timeout` between reads, `send_timeout`).
     /// Without it a client that trickles its body or never reads its answer, or an
-    /// instance that stops reading a body, holds a connection for ever. The wait for an
-    /// instance's response head, upgraded connections (WebSockets) and HTTP/2 streams
-    /// (hyper's) have no such limit.
+    /// instance that stops reading a body, holds a connection for ever. An HTTP/2
+    /// request body gets as long between two of its frames; then its stream is
+    /// answered 408 (or, if the answer has started, reset), and the connection's other
+    /// streams go on. The wait for an instance's response head, upgraded connections
+    /// (WebSockets) and the rest of an HTTP/2 stream (hyper's) have no such limit.
     pub body_timeout: Duration,
     /// At most this many client connections at once; connections beyond it
     /// are closed as soon as they are accepted. Default 4096.

@@ -3,9 +3,14 @@
 //! the client.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use nap_certs::{CertStore, CheckedCertificate, HostName, Source};
 use nap_router::{Challenges, Options};
 
@@ -321,5 +326,124 @@ async fn the_acme_challenge_path_is_nap_s_before_routing_and_redirects() {
     .await
     .expect("HTTPS");
     assert_eq!(body, "web-1");
+    router.stopped().await.expect("stops cleanly");
+}
+
+/// A request body that sends `first` and then nothing, never ending.
+struct Stalling {
+    first: Option<Bytes>,
+}
+
+impl hyper::body::Body for Stalling {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes)))),
+            // Nothing will wake it: the client just stops sending.
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// An HTTP/2 connection over TLS to the router's HTTPS port, trusting `dir/HOST.pem`.
+async fn http2_connection(
+    dir: &Path,
+    host: &str,
+    port: u16,
+) -> hyper::client::conn::http2::SendRequest<BoxBody<Bytes, std::convert::Infallible>> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(dir.join(format!("{host}.pem"))).expect("the root");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM"))
+        .expect("a usable root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring's versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).expect("a name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("the HTTP/2 handshake");
+    tokio::spawn(connection);
+    send
+}
+
+#[tokio::test]
+async fn an_http2_stream_that_stalls_its_body_is_ended_and_the_others_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_with(dir.path(), &["www.example.test"]);
+    let options = Options {
+        body_timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let router = https_router(&store, options).await;
+    let backend = Backend::start("web-1").await;
+    router.apps.set("web", &[backend.addr]);
+    router.apps.set_host("www.example.test", "web", false);
+    let port = router.https.expect("HTTPS").port();
+    let mut send = http2_connection(dir.path(), "www.example.test", port).await;
+    let base = format!("https://www.example.test:{port}");
+    let get = |send: &mut hyper::client::conn::http2::SendRequest<_>| {
+        let request = Request::get(format!("{base}/"))
+            .body(Full::default().boxed())
+            .expect("request");
+        let response = send.send_request(request);
+        async move {
+            let response = response.await.expect("a GET over HTTP/2");
+            let status = response.status();
+            let body = response.into_body().collect().await.expect("its body");
+            (status, body.to_bytes())
+        }
+    };
+    // Two requests that say 1,000 bytes, send 10 and then nothing: a POST, whose
+    // body streams to the instance (its /length reads until the end), and a PUT,
+    // whose body the router reads first (small and idempotent: kept for a retry).
+    let mut stalled = Vec::new();
+    for method in ["POST", "PUT"] {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{base}/length"))
+            .header("content-length", "1000")
+            .body(
+                Stalling {
+                    first: Some(Bytes::from_static(b"0123456789")),
+                }
+                .boxed(),
+            )
+            .expect("request");
+        stalled.push((method, tokio::spawn(send.send_request(request))));
+    }
+    assert_eq!(get(&mut send).await, (StatusCode::OK, Bytes::from("web-1")));
+    for (method, answer) in stalled {
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .unwrap_or_else(|_| panic!("the stalled {method} stream did not end"))
+            .expect("the request task");
+        match answer {
+            Ok(response) => assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT, "{method}"),
+            Err(error) => panic!("the stalled {method} stream was not answered: {error}"),
+        }
+    }
+    // The connection still serves.
+    assert_eq!(get(&mut send).await, (StatusCode::OK, Bytes::from("web-1")));
     router.stopped().await.expect("stops cleanly");
 }

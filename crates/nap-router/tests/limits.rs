@@ -5,7 +5,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use nap_router::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::raw::{Instance, echo_target};
 use crate::support::{Backend, Router, client, fetch, read_response, request};
@@ -124,4 +124,82 @@ async fn a_client_that_stalls_its_body_is_cut_off() {
         "no whole request reached it"
     );
     router.stopped().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_cut_off() {
+    let options = Options {
+        body_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let router = Router::start_with(options).await;
+    let (instance, wrote) = endless_instance().await;
+    router.apps.set("web", &[instance]);
+    // A small receive buffer, so that the client's side stops taking bytes soon
+    // (loopback's own buffers would absorb tens of MiB).
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(router.addr).await.unwrap();
+    stream
+        .write_all(b"GET /large HTTP/1.1\r\nHost: web.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // The router gives up on the client, and closes the instance's connection too:
+    // the instance's writes fail before it has written the whole response.
+    let wrote = tokio::time::timeout(HANG, wrote).await.unwrap().unwrap();
+    assert!(wrote.is_err(), "the instance wrote all of it: {wrote:?}");
+    // What the router had sent arrives, then the end of the connection.
+    let mut received = 0u64;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(HANG, stream.read(&mut chunk))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(read) => received += read as u64,
+        }
+    }
+    assert!(received < ENDLESS, "the client got {received} bytes");
+    router.stopped().await.unwrap();
+}
+
+/// How much the endless instance writes at most: 256 MiB.
+const ENDLESS: u64 = 256 * 1024 * 1024;
+
+/// An instance that answers one request with [`ENDLESS`] bytes, chunked and made
+/// as they are written; it reports how much it wrote, or how its writes failed.
+async fn endless_instance() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Receiver<std::io::Result<u64>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the instance");
+    let addr = listener.local_addr().expect("instance address");
+    let (report, wrote) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("instance accept");
+        crate::support::read_head(&mut stream)
+            .await
+            .expect("the request head");
+        let result = async {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await?;
+            let chunk = [b'x'; 64 * 1024];
+            let mut written = 0u64;
+            while written < ENDLESS {
+                stream.write_all(b"10000\r\n").await?;
+                stream.write_all(&chunk).await?;
+                stream.write_all(b"\r\n").await?;
+                written += chunk.len() as u64;
+            }
+            stream.write_all(b"0\r\n\r\n").await?;
+            Ok(written)
+        }
+        .await;
+        let _ = report.send(result);
+    });
+    (addr, wrote)
 }

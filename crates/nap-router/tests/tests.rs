@@ -6,6 +6,7 @@ mod support;
 
 mod balancing;
 mod draining;
+mod early;
 mod errors;
 mod failover;
 mod forwarding;

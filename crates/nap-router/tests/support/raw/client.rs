@@ -55,6 +55,22 @@ impl Wire {
         }
     }
 
+    /// A connection, and a second handle on the same socket to write with: for a
+    /// test that keeps sending while it reads (a duplicated descriptor, so that each
+    /// handle is registered with the runtime on its own).
+    pub async fn connect_with_writer(router: &Router) -> (Wire, TcpStream) {
+        let stream = TcpStream::connect(router.addr)
+            .await
+            .expect("connect to the router")
+            .into_std()
+            .expect("the socket");
+        let writer = stream.try_clone().expect("duplicate the socket");
+        let wire = Wire {
+            conn: Buffered::new(TcpStream::from_std(stream).expect("register"), None),
+        };
+        (wire, TcpStream::from_std(writer).expect("register"))
+    }
+
     /// Writes `bytes`; a router that closes the connection before it has
     /// read them all (as it may after a bad request) cuts the write short.
     pub async fn send(&mut self, bytes: &[u8]) {

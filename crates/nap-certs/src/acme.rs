@@ -210,6 +210,7 @@ impl Acme {
         // The guards keep the challenges answered until this function
         // returns or its future is dropped.
         let mut published = Vec::new();
+        let mut tried_and_failed = None;
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization.map_err(order_error)?;
@@ -232,7 +233,19 @@ impl Acme {
                 challenge.key_authorization().as_str().to_owned(),
             ));
             tracing::debug!(%host, "HTTP-01 challenge published");
-            challenge.set_ready().await.map_err(order_error)?;
+            match challenge.set_ready().await {
+                Ok(()) => {}
+                // The server may have tried the challenge before it answered, and then
+                // the answer carries the challenge's problem.
+                Err(instant_acme::Error::Api(problem)) if is_validation_problem(&problem) => {
+                    tried_and_failed = Some(problem_text(&problem));
+                    break;
+                }
+                Err(error) => return Err(order_error(error)),
+            }
+        }
+        if let Some(fallback) = tried_and_failed {
+            return Err(validation_failures(&mut order, fallback).await);
         }
 
         let retry = RetryPolicy::new()
@@ -249,11 +262,7 @@ impl Acme {
                 return Err(validation_failures(&mut order, fallback).await);
             }
             Err(instant_acme::Error::Api(problem)) => {
-                let fallback = problem
-                    .detail
-                    .clone()
-                    .unwrap_or_else(|| problem.to_string());
-                return Err(validation_failures(&mut order, fallback).await);
+                return Err(validation_failures(&mut order, problem_text(&problem)).await);
             }
             Err(error) => return Err(order_error(error)),
         }
@@ -377,6 +386,32 @@ impl Acme {
     }
 }
 
+/// A problem's detail, or the problem as the client prints it.
+fn problem_text(problem: &instant_acme::Problem) -> String {
+    problem
+        .detail
+        .clone()
+        .unwrap_or_else(|| problem.to_string())
+}
+
+/// Whether `problem` says that the server tried a challenge and it failed (the
+/// validation types of RFC 8555 §6.7), rather than that it refused a request.
+fn is_validation_problem(problem: &instant_acme::Problem) -> bool {
+    const VALIDATION: [&str; 6] = [
+        "caa",
+        "connection",
+        "dns",
+        "incorrectResponse",
+        "tls",
+        "unauthorized",
+    ];
+    problem
+        .r#type
+        .as_deref()
+        .and_then(|kind| kind.strip_prefix("urn:ietf:params:acme:error:"))
+        .is_some_and(|kind| VALIDATION.contains(&kind))
+}
+
 /// Why an order became invalid: each failed challenge's problem, or
 /// `fallback` (the order's) for a host whose challenge says nothing.
 async fn validation_failures(order: &mut Order, fallback: String) -> AcmeError {
@@ -425,4 +460,43 @@ pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str) -> instant_acme::Problem {
+        instant_acme::Problem {
+            r#type: Some(format!("urn:ietf:params:acme:error:{kind}")),
+            detail: Some("what the server said".to_owned()),
+            status: Some(403),
+            subproblems: Vec::new(),
+        }
+    }
+
+    /// A challenge the server tried before answering `set_ready` fails the order as a
+    /// validation, with its reason; a refused request stays an order error.
+    #[test]
+    fn validation_problems_are_told_from_refusals() {
+        for kind in [
+            "unauthorized",
+            "connection",
+            "dns",
+            "incorrectResponse",
+            "tls",
+            "caa",
+        ] {
+            assert!(is_validation_problem(&problem(kind)), "{kind}");
+        }
+        for kind in ["rateLimited", "malformed", "badNonce", "serverInternal"] {
+            assert!(!is_validation_problem(&problem(kind)), "{kind}");
+        }
+        let untyped = instant_acme::Problem {
+            r#type: None,
+            ..problem("unauthorized")
+        };
+        assert!(!is_validation_problem(&untyped));
+        assert_eq!(problem_text(&problem("dns")), "what the server said");
+    }
 }

@@ -499,7 +499,6 @@ impl Options {
     }
 }
 
-/// `word` in single quotes for `/bin/sh`: every byte literal, `'` written as `'\''`.
 /// A prelude line for [`Launch::command`] that moves the outer shell into the cgroup whose
 /// directory is the positional parameter `param` (`1` for `$1`), or exits with `failed`.
 ///
@@ -509,9 +508,9 @@ impl Options {
 /// that lock after a quiet spell waits for an RCU grace period while it holds the cgroup
 /// mutex: 10–14 ms on the machines nap is tested on, during which every cgroup operation of
 /// the host waits too (the next instance's `mkdir` among them); an older kernel takes the
-/// lock either way. The shell has a single
-/// thread, so moving it moves the process, and what it execs and forks stays inside. A v2
-/// cgroup of the usual (domain) kind has no `tasks`; there it writes `cgroup.procs`.
+/// lock either way. The shell has a single thread, so moving it moves the process, and what
+/// it execs and forks stays inside. A v2 cgroup of the usual (domain) kind has no `tasks`;
+/// there it writes `cgroup.procs`.
 pub fn join_cgroup(param: u8, failed: i32) -> String {
     format!(
         "if [ -e \"${param}/tasks\" ]; then echo 0 > \"${param}/tasks\"; \
@@ -519,6 +518,7 @@ pub fn join_cgroup(param: u8, failed: i32) -> String {
     )
 }
 
+/// `word` in single quotes for `/bin/sh`: every byte literal, `'` written as `'\''`.
 fn single_quoted(word: &OsStr) -> Vec<u8> {
     let mut quoted = vec![b'\''];
     for &byte in word.as_bytes() {

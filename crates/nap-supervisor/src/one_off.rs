@@ -53,8 +53,8 @@ pub enum CgroupError {
 /// A memory cgroup of its own for a process that is no instance: a one-off `run`, a build.
 ///
 /// A process joins it by writing itself into the cgroup before it execs the sandbox (see
-/// [`OneOffCgroup::join_prelude`]), so bwrap and every process it starts are
-/// inside and the limit holds for all of them. When it is dropped, whatever is left in it is
+/// [`OneOffCgroup::join_prelude`]), so bwrap and every process it starts are inside and the
+/// limit holds for all of them. When it is dropped, whatever is left in it is
 /// killed and the cgroup is removed.
 #[derive(Debug)]
 pub struct OneOffCgroup {
@@ -102,7 +102,8 @@ impl OneOffCgroup {
         Ok(Some(one_off))
     }
 
-    /// The cgroup's directory: what [`OneOffCgroup::join_prelude`] takes as `$1`, and what nap-build's `BuildRequest.memory_cgroup` takes.
+    /// The cgroup's directory: what [`OneOffCgroup::join_prelude`] takes as `$1`, and what
+    /// nap-build's `BuildRequest.memory_cgroup` takes.
     pub fn path(&self) -> &Path {
         self.cgroup.dir()
     }
